@@ -1,0 +1,517 @@
+//! `/jobs…` and `/queues`: job records, operator actions, queue overview.
+
+use chrono::{DateTime, Utc};
+use domain::job::JobStatus;
+use jobs::JobKind;
+use jobs::envelope::Envelope;
+use jobs::kind::NoopArgs;
+use jobs::store::{JobFilter, JobRecord, OperatorOutcome};
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
+use serde_json::Value;
+
+use crate::enqueue::{EnqueueError, enqueue};
+use crate::error::ErrorBody;
+use crate::state::AppState;
+
+#[derive(Tags)]
+enum JobTags {
+    /// Job records, operator actions and queues.
+    Jobs,
+}
+
+/// A job record (SPEC §0).
+#[derive(Debug, Clone, Object)]
+pub struct JobView {
+    /// ULID.
+    pub id: String,
+    /// Job kind, e.g. `system.noop`.
+    pub kind: String,
+    /// Logical queue.
+    pub queue: String,
+    /// Arguments as accepted.
+    pub args: Value,
+    /// `queued`, `running`, `succeeded`, `failed`, `dead` or `cancelled`.
+    pub status: String,
+    /// Attempts started.
+    pub attempts: i32,
+    /// Attempts allowed before the job is dead.
+    pub max_attempts: i32,
+    /// Result once succeeded.
+    pub result: Option<Value>,
+    /// Last error.
+    pub error: Option<String>,
+    /// Worker that ran the last attempt.
+    pub worker: Option<String>,
+    /// Accepted at.
+    pub created_at: DateTime<Utc>,
+    /// Last attempt started at.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Finished (succeeded, dead or cancelled) at.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Duration of the last attempt in ms.
+    pub elapsed_ms: Option<i64>,
+    /// Next attempt due at, while a retry is scheduled.
+    pub run_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobRecord> for JobView {
+    fn from(r: JobRecord) -> Self {
+        JobView {
+            id: r.id,
+            kind: r.kind,
+            queue: r.queue,
+            args: r.args,
+            status: r.status,
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            result: r.result,
+            error: r.error,
+            worker: r.worker,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            elapsed_ms: r.elapsed_ms,
+            run_at: r.run_at,
+        }
+    }
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Clone, Object)]
+pub struct JobPage {
+    /// The jobs.
+    pub jobs: Vec<JobView>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    pub next_before: Option<String>,
+}
+
+/// Counts of one queue.
+#[derive(Debug, Clone, Default, Object)]
+pub struct QueueView {
+    /// Logical queue name.
+    pub queue: String,
+    /// Jobs waiting for their first attempt.
+    pub queued: i64,
+    /// Jobs a worker holds.
+    pub running: i64,
+    /// Jobs finished with a result.
+    pub succeeded: i64,
+    /// Jobs whose last attempt failed, with a retry scheduled.
+    pub failed: i64,
+    /// Jobs that spent every attempt.
+    pub dead: i64,
+    /// Jobs cancelled before they started.
+    pub cancelled: i64,
+    /// Tasks waiting on the queue backend (ready and delayed).
+    pub depth: u64,
+    /// Names of the workers alive on this queue.
+    pub workers: Vec<String>,
+}
+
+/// The answer to an enqueue.
+#[derive(Debug, Clone, Object)]
+pub struct Accepted {
+    /// Id of the job; follow it at `/jobs/{job_id}`.
+    pub job_id: String,
+}
+
+/// Status filter of `GET /jobs`.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum StatusParam {
+    /// Waiting.
+    Queued,
+    /// Held by a worker.
+    Running,
+    /// Finished.
+    Succeeded,
+    /// Retry scheduled.
+    Failed,
+    /// Out of attempts.
+    Dead,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl From<StatusParam> for JobStatus {
+    fn from(s: StatusParam) -> Self {
+        match s {
+            StatusParam::Queued => JobStatus::Queued,
+            StatusParam::Running => JobStatus::Running,
+            StatusParam::Succeeded => JobStatus::Succeeded,
+            StatusParam::Failed => JobStatus::Failed,
+            StatusParam::Dead => JobStatus::Dead,
+            StatusParam::Cancelled => JobStatus::Cancelled,
+        }
+    }
+}
+
+/// Answers of `GET /jobs/{id}`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "job_bad_request")]
+pub enum JobAnswer {
+    /// The job.
+    #[oai(status = 200)]
+    Ok(Json<Box<JobView>>),
+    /// Bad request.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No such job.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The database is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn job_bad_request(err: poem::Error) -> JobAnswer {
+    JobAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
+}
+
+/// Answers of `GET /jobs`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "page_bad_request")]
+pub enum PageAnswer {
+    /// A page of jobs.
+    #[oai(status = 200)]
+    Ok(Json<JobPage>),
+    /// Bad filter or limit.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The database is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn page_bad_request(err: poem::Error) -> PageAnswer {
+    PageAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
+}
+
+/// Answers of the operator actions.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "action_bad_request")]
+pub enum ActionAnswer {
+    /// Cancelled.
+    #[oai(status = 200)]
+    Cancelled(Json<Box<JobView>>),
+    /// Re-enqueued.
+    #[oai(status = 202)]
+    Requeued(Json<Box<JobView>>),
+    /// Bad request.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No such job.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The job's status does not allow it.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The database or the queue is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn action_bad_request(err: poem::Error) -> ActionAnswer {
+    ActionAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
+}
+
+/// Answers of `GET /queues`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "queues_bad_request")]
+pub enum QueuesAnswer {
+    /// One entry per queue.
+    #[oai(status = 200)]
+    Ok(Json<Vec<QueueView>>),
+    /// Bad request.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The database or the queue is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn queues_bad_request(err: poem::Error) -> QueuesAnswer {
+    QueuesAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
+}
+
+/// Answers of an enqueuing route.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "enqueue_bad_request")]
+pub enum EnqueueAnswer {
+    /// Accepted; follow the job at `Location`. An `Idempotency-Key` seen within its
+    /// window answers the first job again.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>, #[oai(header = "Location")] String),
+    /// Malformed body or header.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The database or the queue is unavailable; nothing was enqueued.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn enqueue_bad_request(err: poem::Error) -> EnqueueAnswer {
+    EnqueueAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
+}
+
+impl From<EnqueueError> for EnqueueAnswer {
+    fn from(err: EnqueueError) -> Self {
+        match err.body() {
+            (400, body) => EnqueueAnswer::BadRequest(Json(body)),
+            (_, body) => EnqueueAnswer::Unavailable(Json(body)),
+        }
+    }
+}
+
+/// Arguments of `system.noop`.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(deny_unknown_fields)]
+pub struct NoopRequest {
+    /// Milliseconds of simulated work.
+    #[oai(default, validator(maximum(value = "3600000")))]
+    pub sleep_ms: u64,
+    /// Attempts that fail on purpose before one succeeds.
+    #[oai(default, validator(maximum(value = "1000")))]
+    pub fail_times: u32,
+}
+
+/// The job routes.
+#[derive(Debug, Clone)]
+pub struct JobsApi {
+    state: AppState,
+}
+
+impl JobsApi {
+    /// The routes over `state`.
+    pub fn new(state: AppState) -> Self {
+        JobsApi { state }
+    }
+}
+
+fn unavailable(err: impl std::fmt::Display) -> Json<ErrorBody> {
+    Json(ErrorBody::new(
+        "unavailable",
+        format!("database unavailable: {err}"),
+    ))
+}
+
+fn not_found(id: &str) -> Json<ErrorBody> {
+    Json(ErrorBody::new(
+        "not_found",
+        format!("no job with id '{id}'"),
+    ))
+}
+
+#[OpenApi(tag = "JobTags::Jobs")]
+impl JobsApi {
+    /// One job record.
+    #[oai(path = "/jobs/:id", method = "get")]
+    async fn get_job(&self, id: Path<String>) -> JobAnswer {
+        match self.state.store.get(&id).await {
+            Ok(Some(job)) => JobAnswer::Ok(Json(Box::new(job.into()))),
+            Ok(None) => JobAnswer::NotFound(not_found(&id)),
+            Err(err) => JobAnswer::Unavailable(unavailable(err)),
+        }
+    }
+
+    /// Job records, newest first. Pass the previous page's `next_before` as `before`.
+    #[oai(path = "/jobs", method = "get")]
+    async fn list_jobs(
+        &self,
+        status: Query<Option<StatusParam>>,
+        kind: Query<Option<String>>,
+        limit: Query<Option<u64>>,
+        before: Query<Option<String>>,
+    ) -> PageAnswer {
+        let max = self.state.config.jobs_page_max;
+        let limit = limit.0.unwrap_or(50.min(max));
+        if limit == 0 || limit > max {
+            return PageAnswer::BadRequest(Json(ErrorBody::new(
+                "bad_request",
+                format!("limit must be between 1 and {max}"),
+            )));
+        }
+        let filter = JobFilter {
+            status: status.0.map(Into::into),
+            kind: kind.0,
+            before: before.0,
+            limit,
+        };
+        match self.state.store.list(&filter).await {
+            Ok(jobs) => {
+                let next_before = if jobs.len() as u64 == limit {
+                    jobs.last().map(|j| j.id.clone())
+                } else {
+                    None
+                };
+                PageAnswer::Ok(Json(JobPage {
+                    jobs: jobs.into_iter().map(Into::into).collect(),
+                    next_before,
+                }))
+            }
+            Err(err) => PageAnswer::Unavailable(unavailable(err)),
+        }
+    }
+
+    /// Cancels a job that has not started (`queued`, or `failed` awaiting a retry).
+    #[oai(path = "/jobs/:id", method = "delete")]
+    async fn cancel_job(&self, id: Path<String>) -> ActionAnswer {
+        match self.state.store.cancel(&id).await {
+            Ok(OperatorOutcome::Done(job)) => {
+                ActionAnswer::Cancelled(Json(Box::new((*job).into())))
+            }
+            Ok(OperatorOutcome::NotFound) => ActionAnswer::NotFound(not_found(&id)),
+            Ok(OperatorOutcome::Conflict(status)) => ActionAnswer::Conflict(Json(ErrorBody::new(
+                "conflict",
+                format!(
+                    "job '{}' is {status}; only queued or failed jobs can be cancelled",
+                    &*id
+                ),
+            ))),
+            Err(err) => ActionAnswer::Unavailable(unavailable(err)),
+        }
+    }
+
+    /// Re-enqueues a `failed` or `dead` job with a fresh set of attempts.
+    #[oai(path = "/jobs/:id/retry", method = "post")]
+    async fn retry_job(&self, id: Path<String>) -> ActionAnswer {
+        let job = match self.state.store.retry_by_hand(&id).await {
+            Ok(OperatorOutcome::Done(job)) => *job,
+            Ok(OperatorOutcome::NotFound) => return ActionAnswer::NotFound(not_found(&id)),
+            Ok(OperatorOutcome::Conflict(status)) => {
+                return ActionAnswer::Conflict(Json(ErrorBody::new(
+                    "conflict",
+                    format!(
+                        "job '{}' is {status}; only failed or dead jobs can be retried",
+                        &*id
+                    ),
+                )));
+            }
+            Err(err) => return ActionAnswer::Unavailable(unavailable(err)),
+        };
+        let envelope = Envelope {
+            job_id: job.id.clone(),
+            task_id: job.task_id.clone(),
+            kind: job.kind.clone(),
+        };
+        let queue = job
+            .kind
+            .parse::<JobKind>()
+            .map(JobKind::queue)
+            .unwrap_or("default");
+        match self
+            .state
+            .queue
+            .push(queue, &envelope, std::time::Duration::ZERO)
+            .await
+        {
+            Ok(()) => ActionAnswer::Requeued(Json(Box::new(job.into()))),
+            Err(err) => ActionAnswer::Unavailable(Json(ErrorBody::new(
+                "unavailable",
+                format!(
+                    "queue unavailable: {err}; the job is queued and will be pushed by the scheduler's sweep"
+                ),
+            ))),
+        }
+    }
+
+    /// Per queue: job records by status, tasks waiting, workers alive.
+    #[oai(path = "/queues", method = "get")]
+    async fn queues(&self) -> QueuesAnswer {
+        let counts = match self.state.store.queue_counts().await {
+            Ok(counts) => counts,
+            Err(err) => return QueuesAnswer::Unavailable(unavailable(err)),
+        };
+        let mut views: Vec<QueueView> = jobs::kind::all_queues()
+            .into_iter()
+            .map(|q| QueueView {
+                queue: q.to_owned(),
+                ..QueueView::default()
+            })
+            .collect();
+        for count in counts {
+            let index = match views.iter().position(|v| v.queue == count.queue) {
+                Some(i) => i,
+                None => {
+                    views.push(QueueView {
+                        queue: count.queue.clone(),
+                        ..QueueView::default()
+                    });
+                    views.len() - 1
+                }
+            };
+            let view = &mut views[index];
+            match count.status.parse::<JobStatus>() {
+                Ok(JobStatus::Queued) => view.queued = count.count,
+                Ok(JobStatus::Running) => view.running = count.count,
+                Ok(JobStatus::Succeeded) => view.succeeded = count.count,
+                Ok(JobStatus::Failed) => view.failed = count.count,
+                Ok(JobStatus::Dead) => view.dead = count.count,
+                Ok(JobStatus::Cancelled) => view.cancelled = count.count,
+                Err(_) => {}
+            }
+        }
+        for view in &mut views {
+            let depth = self.state.queue.depth(&view.queue).await;
+            let workers = self.state.queue.workers_alive(&view.queue).await;
+            match (depth, workers) {
+                (Ok(depth), Ok(workers)) => {
+                    view.depth = depth;
+                    view.workers = workers;
+                }
+                (Err(err), _) | (_, Err(err)) => {
+                    return QueuesAnswer::Unavailable(Json(ErrorBody::new(
+                        "unavailable",
+                        format!("queue unavailable: {err}"),
+                    )));
+                }
+            }
+        }
+        QueuesAnswer::Ok(Json(views))
+    }
+
+    /// Enqueues a `system.noop` job: no effect but its record. It can simulate work
+    /// (`sleep_ms`) and failures (`fail_times`), for smoke tests and benchmarks.
+    #[oai(path = "/jobs/noop", method = "post")]
+    async fn enqueue_noop(
+        &self,
+        body: Json<NoopRequest>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+    ) -> EnqueueAnswer {
+        let args = NoopArgs {
+            sleep_ms: body.sleep_ms,
+            fail_times: body.fail_times,
+        };
+        let args = match serde_json::to_value(args) {
+            Ok(args) => args,
+            Err(err) => {
+                return EnqueueAnswer::BadRequest(Json(ErrorBody::new(
+                    "bad_request",
+                    err.to_string(),
+                )));
+            }
+        };
+        match enqueue(
+            &self.state,
+            JobKind::SystemNoop,
+            args,
+            idempotency_key.0.as_deref(),
+            "POST /jobs/noop",
+        )
+        .await
+        {
+            Ok(done) => {
+                let location = format!("/jobs/{}", done.job.id);
+                EnqueueAnswer::Accepted(
+                    Json(Accepted {
+                        job_id: done.job.id,
+                    }),
+                    location,
+                )
+            }
+            Err(err) => err.into(),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Conveyor's HTTP API (poem + poem-openapi): validates, answers cheap things inline,
+//! enqueues the rest, and reads results back. It never writes domain results itself.
+//!
+//! # Layout
+//! - [`config`]: the api role's settings.
+//! - [`state`]: what every route shares (job store, queue, metrics, settings).
+//! - [`error`]: the JSON error body of the system and job routes.
+//! - [`enqueue`]: create a job record and push its first task, honouring `Idempotency-Key`.
+//! - [`system`]: `/`, `/ping`, `/health`, `/ready`, `/metrics`.
+//! - [`jobs`]: `/jobs…` and `/queues`.
+//! - [`app`]: the routes, `/docs` and `/openapi.json` assembled; [`serve`] runs them.
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod config;
+pub mod enqueue;
+pub mod error;
+pub mod jobs;
+pub mod state;
+pub mod system;
+
+pub use app::{app, serve};
+pub use config::ApiConfig;
+pub use state::AppState;

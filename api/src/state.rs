@@ -1,0 +1,22 @@
+//! What every route shares.
+
+use jobs::config::DeliveryConfig;
+use jobs::metrics::Metrics;
+use jobs::{JobStore, Queue};
+
+use crate::config::ApiConfig;
+
+/// Shared state of the api, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Job records.
+    pub store: JobStore,
+    /// The queues.
+    pub queue: Queue,
+    /// Process metrics.
+    pub metrics: Metrics,
+    /// Api settings.
+    pub config: ApiConfig,
+    /// Delivery settings (attempt budget of new jobs).
+    pub delivery: DeliveryConfig,
+}

@@ -1,0 +1,10 @@
+//! Pure logic of Conveyor: everything here is deterministic, synchronous and free of I/O,
+//! so it can be tested exhaustively.
+//!
+//! # Layout
+//! - [`job`]: the job lifecycle (statuses and which transitions an operator may ask for).
+//! - [`retry`]: exponential backoff with jitter between attempts.
+#![warn(missing_docs)]
+
+pub mod job;
+pub mod retry;

@@ -1,0 +1,10 @@
+//! sea-orm entities of Conveyor, one module per table. The schema itself is owned by
+//! the `migration` crate; these types mirror it.
+//!
+//! # Layout
+//! - [`job`]: one row per job (SPEC §0 job record).
+//! - [`idempotency_key`]: `Idempotency-Key` header → the first job made with it.
+#![warn(missing_docs)]
+
+pub mod idempotency_key;
+pub mod job;

@@ -1,0 +1,24 @@
+//! The contract between Conveyor's producers (api, scheduler) and consumers (workers).
+//!
+//! # Layout
+//! - [`config`]: configuration of backends and delivery, read from the environment.
+//! - [`kind`]: the job kinds, their queues and their argument types.
+//! - [`envelope`]: what travels on a queue: a job id, its kind and arguments.
+//! - [`db`]: connecting to the database and applying migrations.
+//! - [`store`]: job records: creation, lifecycle transitions, queries.
+//! - [`metrics`]: Prometheus metrics of the process.
+//! - [`queue`]: [`Queue`], the only place that knows which queue backend runs.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod db;
+pub mod envelope;
+pub mod kind;
+pub mod metrics;
+pub mod queue;
+pub mod store;
+
+pub use envelope::Envelope;
+pub use kind::JobKind;
+pub use queue::Queue;
+pub use store::JobStore;

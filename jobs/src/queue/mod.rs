@@ -1,0 +1,226 @@
+//! [`Queue`]: the one handle producers and consumers use. It alone knows whether the
+//! queues live in Redis (apalis-redis) or in the embedded SQLite store (apalis-sqlite).
+
+mod redis;
+mod sqlite;
+mod wake;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sea_orm::DatabaseConnection;
+
+use crate::config::{BackendConfig, DeliveryConfig};
+use crate::envelope::Envelope;
+
+/// A queue operation failed; the backend is named, the cause kept.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Redis refused or is unreachable.
+    #[error("redis queue: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// The embedded SQLite queue failed.
+    #[error("sqlite queue: {0}")]
+    Sqlite(#[from] sea_orm::sqlx::Error),
+    /// A task could not be encoded.
+    #[error("task encoding: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The worker loop stopped with an error.
+    #[error("worker: {0}")]
+    Worker(String),
+    /// The configuration cannot work.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Runs one delivered task to its end. It never fails: every outcome, errors included,
+/// is recorded in the job record by the handler itself, so the backend always acks.
+pub type Handler = Arc<dyn Fn(Envelope) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Settings of one consumer loop.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Unique worker name (host, pid and a sequence number).
+    pub worker_name: String,
+    /// Tasks run at once.
+    pub concurrency: usize,
+}
+
+/// The queue backends behind one handle.
+#[derive(Clone)]
+pub struct Queue {
+    backend: Backend,
+    prefix: String,
+    delivery: DeliveryConfig,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Redis(redis::RedisQueue),
+    Sqlite(sqlite::SqliteQueue),
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("backend", &self.backend_name())
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl Queue {
+    /// Connects to Redis when `REDIS_URL` is set, else uses the SQLite database `db`.
+    pub async fn connect(
+        backends: &BackendConfig,
+        delivery: &DeliveryConfig,
+        db: &DatabaseConnection,
+    ) -> Result<Queue, QueueError> {
+        validate_prefix(&backends.queue_prefix)?;
+        let backend = match &backends.redis_url {
+            Some(url) => Backend::Redis(redis::RedisQueue::connect(url).await?),
+            None if crate::db::is_sqlite(db) => Backend::Sqlite(
+                sqlite::SqliteQueue::setup(db.get_sqlite_connection_pool().clone()).await?,
+            ),
+            None => {
+                return Err(QueueError::Config(
+                    "DATABASE_URL is not SQLite, so the embedded queue is unavailable: set REDIS_URL".into(),
+                ));
+            }
+        };
+        Ok(Queue {
+            backend,
+            prefix: backends.queue_prefix.clone(),
+            delivery: delivery.clone(),
+        })
+    }
+
+    /// `redis` or `sqlite`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Redis(_) => "redis",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// The backend's name for a logical queue: the deployment prefix and the name.
+    pub fn physical(&self, logical: &str) -> String {
+        format!("{}-{}", self.prefix, logical)
+    }
+
+    /// Pushes a task onto the logical queue, to run after `delay`.
+    pub async fn push(
+        &self,
+        logical: &str,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let physical = self.physical(logical);
+        match &self.backend {
+            Backend::Redis(q) => q.push(&physical, envelope, delay).await,
+            Backend::Sqlite(q) => q.push(&physical, envelope, delay).await,
+        }
+    }
+
+    /// Answers when the backend answers.
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        match &self.backend {
+            Backend::Redis(q) => q.ping().await,
+            Backend::Sqlite(q) => q.ping().await,
+        }
+    }
+
+    /// Tasks waiting on a logical queue (ready and delayed).
+    pub async fn depth(&self, logical: &str) -> Result<u64, QueueError> {
+        let physical = self.physical(logical);
+        match &self.backend {
+            Backend::Redis(q) => q.depth(&physical).await,
+            Backend::Sqlite(q) => q.depth(&physical).await,
+        }
+    }
+
+    /// Forgets acknowledged tasks of a logical queue (job records keep the history).
+    pub async fn vacuum(&self, logical: &str) -> Result<u64, QueueError> {
+        let physical = self.physical(logical);
+        match &self.backend {
+            Backend::Redis(q) => q.vacuum(&physical).await,
+            Backend::Sqlite(q) => q.vacuum(&physical).await,
+        }
+    }
+
+    /// Workers that sent a heartbeat on a logical queue recently.
+    pub async fn workers_alive(&self, logical: &str) -> Result<Vec<String>, QueueError> {
+        let physical = self.physical(logical);
+        let within = self.orphaned_after();
+        match &self.backend {
+            Backend::Redis(q) => q.workers_alive(&physical, within).await,
+            Backend::Sqlite(q) => q.workers_alive(&physical, within).await,
+        }
+    }
+
+    /// Consumes a logical queue until `shutdown` completes, then lets in-flight tasks
+    /// finish. The caller bounds that grace period.
+    pub async fn consume(
+        &self,
+        logical: &str,
+        consumer: ConsumerConfig,
+        handler: Handler,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), QueueError> {
+        let physical = self.physical(logical);
+        let shutdown = shutdown.boxed();
+        let run = match &self.backend {
+            Backend::Redis(q) => q.consume(&physical, &consumer, &self.delivery, handler, shutdown),
+            Backend::Sqlite(q) => {
+                q.consume(&physical, &consumer, &self.delivery, handler, shutdown)
+            }
+        };
+        run.await
+    }
+
+    fn orphaned_after(&self) -> Duration {
+        self.delivery.heartbeat() * u32::try_from(self.delivery.missed_heartbeats).unwrap_or(1)
+    }
+}
+
+/// A worker name unique per process and per consumer: host, pid and a sequence number.
+pub fn worker_name(logical_queue: &str) -> String {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    format!("{host}-{}-{seq}-{logical_queue}", std::process::id())
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), QueueError> {
+    let valid = !prefix.is_empty()
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(QueueError::Config(format!(
+            "QUEUE_PREFIX '{prefix}' must be letters, digits, '-' or '_' (':' would split apalis keys)"
+        )))
+    }
+}
+
+async fn deliver(
+    envelope: Envelope,
+    handler: apalis_core::task::data::Data<Handler>,
+) -> Result<(), apalis_core::error::BoxDynError> {
+    (handler.0)(envelope).await;
+    Ok(())
+}

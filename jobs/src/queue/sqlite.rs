@@ -1,0 +1,161 @@
+//! The embedded backend: apalis-sqlite tables in the same SQLite file as the job
+//! records, sharing sea-orm's pool, so that nothing needs installing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apalis::layers::WorkerBuilderExt;
+use apalis_core::backend::TaskSink;
+use apalis_core::backend::ext::poll_strategy::{PollWith, StreamStrategy};
+use apalis_core::error::WorkerError;
+use apalis_core::task::builder::TaskBuilder;
+use apalis_core::worker::builder::WorkerBuilder;
+use apalis_core::worker::ext::parallelize::ParallelizeExt;
+use apalis_sqlite::{Config, SqliteStorage};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sea_orm::sqlx::{self, SqlitePool};
+use tokio::sync::Notify;
+
+use super::wake::wake_stream;
+use super::{ConsumerConfig, Handler, QueueError, deliver};
+use crate::config::DeliveryConfig;
+use crate::envelope::Envelope;
+
+#[derive(Clone)]
+pub(crate) struct SqliteQueue {
+    pool: SqlitePool,
+    /// Wakes this process's consumers on a push from this process; consumers in other
+    /// processes find the task at their next poll.
+    signals: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+impl SqliteQueue {
+    pub(crate) async fn setup(pool: SqlitePool) -> Result<Self, QueueError> {
+        SqliteStorage::setup(&pool)
+            .await
+            .map_err(|e| QueueError::Worker(format!("apalis-sqlite setup: {e}")))?;
+        Ok(SqliteQueue {
+            pool,
+            signals: Arc::default(),
+        })
+    }
+
+    fn signal(&self, physical: &str) -> Arc<Notify> {
+        let mut signals = self
+            .signals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        signals.entry(physical.to_owned()).or_default().clone()
+    }
+
+    fn storage(&self, physical: &str) -> SqliteStorage<Envelope> {
+        SqliteStorage::new(&self.pool).with_config(Config::default().queue(physical))
+    }
+
+    pub(crate) async fn push(
+        &self,
+        physical: &str,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let mut task = TaskBuilder::new(envelope.clone()).max_attempts(1);
+        if !delay.is_zero() {
+            task = task.run_after(delay);
+        }
+        self.storage(physical)
+            .push_task(task.build())
+            .await
+            .map_err(|e| QueueError::Worker(format!("apalis-sqlite push: {e}")))?;
+        self.signal(physical).notify_one();
+        Ok(())
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), QueueError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn depth(&self, physical: &str) -> Result<u64, QueueError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND status = 'Pending'",
+        )
+        .bind(physical)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    pub(crate) async fn workers_alive(
+        &self,
+        physical: &str,
+        within: Duration,
+    ) -> Result<Vec<String>, QueueError> {
+        let within = i64::try_from(within.as_secs()).unwrap_or(i64::MAX);
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM Workers WHERE worker_type = ?1 \
+             AND last_seen >= strftime('%s', 'now') - ?2 ORDER BY id",
+        )
+        .bind(physical)
+        .bind(within)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(names)
+    }
+
+    /// Deletes acknowledged tasks, a chunk per statement.
+    pub(crate) async fn vacuum(&self, physical: &str) -> Result<u64, QueueError> {
+        let mut forgotten = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM Jobs WHERE rowid IN \
+                 (SELECT rowid FROM Jobs WHERE job_type = ?1 AND status = 'Done' LIMIT 1000)",
+            )
+            .bind(physical)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            forgotten += done;
+            if done < 1000 {
+                return Ok(forgotten);
+            }
+        }
+    }
+
+    pub(crate) fn consume(
+        &self,
+        physical: &str,
+        consumer: &ConsumerConfig,
+        delivery: &DeliveryConfig,
+        handler: Handler,
+        shutdown: BoxFuture<'static, ()>,
+    ) -> BoxFuture<'static, Result<(), QueueError>> {
+        let config = Config::default()
+            .queue(physical)
+            .batch_size(delivery.fetch_batch.max(1))
+            .heartbeat_interval(delivery.heartbeat())
+            .missed_heartbeats(delivery.missed_heartbeats.max(1))
+            // apalis acks through its "results": without them a finished task stays
+            // in flight and runs again when its worker goes away.
+            .persist_results(true);
+        let storage = SqliteStorage::<Envelope>::new(&self.pool).with_config(config);
+        let backend = PollWith::new(
+            storage,
+            StreamStrategy::new(wake_stream(self.signal(physical), delivery.poll_interval())),
+        );
+        let worker = WorkerBuilder::new(consumer.worker_name.as_str())
+            .backend(backend)
+            .data(handler)
+            .concurrency(consumer.concurrency.max(1))
+            .parallelize(tokio::spawn)
+            .build(deliver);
+        worker
+            .run_until(async move {
+                shutdown.await;
+                Ok::<(), WorkerError>(())
+            })
+            .map(|result| result.map_err(|e| QueueError::Worker(e.to_string())))
+            .boxed()
+    }
+}

@@ -1,0 +1,489 @@
+//! Job records: creation, lifecycle transitions and queries.
+//!
+//! Every transition is one conditional `UPDATE`, so concurrent workers, operators and
+//! redelivered tasks cannot move a job backwards or finish it twice.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::job::JobStatus;
+use entity::{idempotency_key, job};
+pub use sea_orm::DbErr;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    TransactionTrait,
+};
+use serde_json::Value;
+use ulid::Ulid;
+
+use crate::envelope::Envelope;
+use crate::kind::JobKind;
+
+/// A job record as stored.
+pub type JobRecord = job::Model;
+
+/// What a producer asks for.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The kind to run.
+    pub kind: JobKind,
+    /// Its arguments, already validated by the producer.
+    pub args: Value,
+    /// Attempts before the job is dead.
+    pub max_attempts: u32,
+    /// The client's `Idempotency-Key`, already scoped by route.
+    pub idempotency_key: Option<String>,
+}
+
+/// The outcome of [`JobStore::create`].
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// A new job; its first task must now be pushed.
+    New(JobRecord),
+    /// The idempotency key was seen within its window: the first job, nothing new.
+    Existing(JobRecord),
+}
+
+/// The outcome of [`JobStore::start_attempt`].
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// Run it: the record now says `running`.
+    Run(Box<JobRecord>),
+    /// Do not run it: finished, cancelled, superseded by another task, or unknown.
+    Skip,
+}
+
+/// The outcome of a failed attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Another attempt is due after `delay`; push `envelope` with that delay.
+    Retry {
+        /// The task to push.
+        envelope: Envelope,
+        /// How long to wait.
+        delay: Duration,
+    },
+    /// `max_attempts` is spent: the job is dead.
+    Dead,
+    /// The job was no longer this task's to fail (finished elsewhere, cancelled).
+    Stale,
+}
+
+/// The outcome of an operator's cancel or retry.
+#[derive(Debug, Clone)]
+pub enum OperatorOutcome {
+    /// Done; for a retry, push a task for the returned record.
+    Done(Box<JobRecord>),
+    /// No such job.
+    NotFound,
+    /// The job's status does not allow it.
+    Conflict(JobStatus),
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this status.
+    pub status: Option<JobStatus>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only ids below this one (the previous page's last id).
+    pub before: Option<String>,
+    /// Page size.
+    pub limit: u64,
+}
+
+/// Number of job records by queue and status.
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+pub struct QueueCount {
+    /// Logical queue name.
+    pub queue: String,
+    /// Status wire name.
+    pub status: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// The effect of a job, applied in the transaction that marks it succeeded.
+pub type Effect<'a> = Box<
+    dyn for<'t> FnOnce(
+            &'t DatabaseTransaction,
+        ) -> Pin<Box<dyn Future<Output = Result<(), DbErr>> + Send + 't>>
+        + Send
+        + 'a,
+>;
+
+/// Job records in the database.
+#[derive(Debug, Clone)]
+pub struct JobStore {
+    db: DatabaseConnection,
+    idempotency_window: Duration,
+}
+
+impl JobStore {
+    /// A store over `db`; an `Idempotency-Key` is honoured for `idempotency_window`.
+    pub fn new(db: DatabaseConnection, idempotency_window: Duration) -> Self {
+        JobStore {
+            db,
+            idempotency_window,
+        }
+    }
+
+    /// The underlying connection.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Creates a `queued` job, or returns the first job made with the same
+    /// idempotency key within its window.
+    pub async fn create(&self, new: NewJob) -> Result<Created, DbErr> {
+        loop {
+            match self.try_create(&new).await {
+                Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    // Another request claimed the key between our read and our insert:
+                    // go round again, and this time find its job.
+                    continue;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_create(&self, new: &NewJob) -> Result<Created, DbErr> {
+        let now = Utc::now();
+        let id = Ulid::generate().to_string();
+        let tx = self.db.begin().await?;
+        if let Some(key) = &new.idempotency_key {
+            if let Some(claimed) = idempotency_key::Entity::find_by_id(key.clone())
+                .one(&tx)
+                .await?
+            {
+                let age = now.signed_duration_since(claimed.created_at);
+                let fresh = age
+                    .to_std()
+                    .map(|age| age < self.idempotency_window)
+                    .unwrap_or(true);
+                if fresh
+                    && let Some(first) = job::Entity::find_by_id(claimed.job_id).one(&tx).await?
+                {
+                    tx.commit().await?;
+                    return Ok(Created::Existing(first));
+                }
+                idempotency_key::Entity::delete_by_id(key.clone())
+                    .exec(&tx)
+                    .await?;
+            }
+            idempotency_key::ActiveModel {
+                key: Set(key.clone()),
+                job_id: Set(id.clone()),
+                created_at: Set(now),
+            }
+            .insert(&tx)
+            .await?;
+        }
+        let record = job::ActiveModel {
+            id: Set(id),
+            kind: Set(new.kind.as_str().to_owned()),
+            queue: Set(new.kind.queue().to_owned()),
+            args: Set(new.args.clone()),
+            status: Set(JobStatus::Queued.as_str().to_owned()),
+            attempts: Set(0),
+            max_attempts: Set(i32::try_from(Ord::max(new.max_attempts, 1)).unwrap_or(i32::MAX)),
+            result: Set(None),
+            error: Set(None),
+            worker: Set(None),
+            idempotency_key: Set(new.idempotency_key.clone()),
+            created_at: Set(now),
+            started_at: Set(None),
+            finished_at: Set(None),
+            elapsed_ms: Set(None),
+            run_at: Set(None),
+            task_id: Set(Ulid::generate().to_string()),
+        }
+        .insert(&tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Created::New(record))
+    }
+
+    /// Removes a job whose first task could not be pushed, so that nothing claims
+    /// to be queued when it is not (and its idempotency key can be used again).
+    pub async fn discard(&self, record: &JobRecord) -> Result<(), DbErr> {
+        let tx = self.db.begin().await?;
+        if let Some(key) = &record.idempotency_key {
+            idempotency_key::Entity::delete_many()
+                .filter(idempotency_key::Column::Key.eq(key.clone()))
+                .filter(idempotency_key::Column::JobId.eq(record.id.clone()))
+                .exec(&tx)
+                .await?;
+        }
+        job::Entity::delete_by_id(record.id.clone())
+            .exec(&tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// One job by id.
+    pub async fn get(&self, id: &str) -> Result<Option<JobRecord>, DbErr> {
+        job::Entity::find_by_id(id.to_owned()).one(&self.db).await
+    }
+
+    /// Jobs newest first, keyset-paginated by id.
+    pub async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, DbErr> {
+        let mut query = job::Entity::find().order_by_desc(job::Column::Id);
+        if let Some(status) = filter.status {
+            query = query.filter(job::Column::Status.eq(status.as_str()));
+        }
+        if let Some(kind) = &filter.kind {
+            query = query.filter(job::Column::Kind.eq(kind.clone()));
+        }
+        if let Some(before) = &filter.before {
+            query = query.filter(job::Column::Id.lt(before.clone()));
+        }
+        query.limit(filter.limit).all(&self.db).await
+    }
+
+    /// Claims a delivered task's job for an attempt, unless the job is finished,
+    /// cancelled, or belongs to another task now.
+    pub async fn start_attempt(&self, envelope: &Envelope, worker: &str) -> Result<Start, DbErr> {
+        let startable: Vec<&str> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| s.can_start())
+            .map(JobStatus::as_str)
+            .collect();
+        let updated = job::Entity::update_many()
+            .col_expr(
+                job::Column::Status,
+                Expr::value(JobStatus::Running.as_str()),
+            )
+            .col_expr(
+                job::Column::Attempts,
+                Expr::col(job::Column::Attempts).add(1),
+            )
+            .col_expr(job::Column::Worker, Expr::value(worker))
+            .col_expr(job::Column::StartedAt, Expr::value(Utc::now()))
+            .col_expr(
+                job::Column::RunAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(job::Column::Id.eq(envelope.job_id.clone()))
+            .filter(job::Column::TaskId.eq(envelope.task_id.clone()))
+            .filter(job::Column::Status.is_in(startable))
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Ok(Start::Skip);
+        }
+        Ok(match self.get(&envelope.job_id).await? {
+            Some(record) => Start::Run(Box::new(record)),
+            None => Start::Skip,
+        })
+    }
+
+    /// Marks the attempt succeeded and applies `effect` in the same transaction.
+    ///
+    /// Returns false, applying nothing, when the job was already finished by another
+    /// delivery of the same task: this is what makes effects exactly-once.
+    pub async fn succeed(
+        &self,
+        envelope: &Envelope,
+        result: Value,
+        elapsed: Duration,
+        effect: Option<Effect<'_>>,
+    ) -> Result<bool, DbErr> {
+        let tx = self.db.begin().await?;
+        // The conditional update comes first: it takes the row lock, so a concurrent
+        // duplicate waits here and then finds the job no longer running.
+        let updated = job::Entity::update_many()
+            .col_expr(
+                job::Column::Status,
+                Expr::value(JobStatus::Succeeded.as_str()),
+            )
+            .col_expr(job::Column::Result, Expr::value(result))
+            .col_expr(job::Column::Error, Expr::value(Option::<String>::None))
+            .col_expr(job::Column::FinishedAt, Expr::value(Utc::now()))
+            .col_expr(job::Column::ElapsedMs, Expr::value(millis(elapsed)))
+            .filter(job::Column::Id.eq(envelope.job_id.clone()))
+            .filter(job::Column::TaskId.eq(envelope.task_id.clone()))
+            .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
+            .exec(&tx)
+            .await?;
+        if updated.rows_affected == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(effect) = effect {
+            effect(&tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a failed attempt: schedules the next one or declares the job dead.
+    pub async fn fail(
+        &self,
+        envelope: &Envelope,
+        error: &str,
+        elapsed: Duration,
+        delay: impl FnOnce(u32) -> Duration,
+    ) -> Result<Failure, DbErr> {
+        let Some(record) = self.get(&envelope.job_id).await? else {
+            return Ok(Failure::Stale);
+        };
+        let attempts = u32::try_from(record.attempts).unwrap_or(0);
+        let dead = record.attempts >= record.max_attempts;
+        let now = Utc::now();
+        let mut update = job::Entity::update_many()
+            .col_expr(job::Column::Error, Expr::value(error))
+            .col_expr(job::Column::ElapsedMs, Expr::value(millis(elapsed)))
+            .filter(job::Column::Id.eq(envelope.job_id.clone()))
+            .filter(job::Column::TaskId.eq(envelope.task_id.clone()))
+            .filter(job::Column::Status.eq(JobStatus::Running.as_str()));
+        let outcome = if dead {
+            update = update
+                .col_expr(job::Column::Status, Expr::value(JobStatus::Dead.as_str()))
+                .col_expr(job::Column::FinishedAt, Expr::value(now));
+            Failure::Dead
+        } else {
+            let wait = delay(attempts);
+            let next = Envelope {
+                job_id: envelope.job_id.clone(),
+                task_id: Ulid::generate().to_string(),
+                kind: envelope.kind.clone(),
+            };
+            let due = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            update = update
+                .col_expr(job::Column::Status, Expr::value(JobStatus::Failed.as_str()))
+                .col_expr(job::Column::RunAt, Expr::value(due))
+                .col_expr(job::Column::TaskId, Expr::value(next.task_id.clone()));
+            Failure::Retry {
+                envelope: next,
+                delay: wait,
+            }
+        };
+        let updated = update.exec(&self.db).await?;
+        Ok(if updated.rows_affected == 0 {
+            Failure::Stale
+        } else {
+            outcome
+        })
+    }
+
+    /// Cancels a job that has not started.
+    pub async fn cancel(&self, id: &str) -> Result<OperatorOutcome, DbErr> {
+        let cancellable: Vec<&str> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| s.can_cancel())
+            .map(JobStatus::as_str)
+            .collect();
+        let updated = job::Entity::update_many()
+            .col_expr(
+                job::Column::Status,
+                Expr::value(JobStatus::Cancelled.as_str()),
+            )
+            .col_expr(job::Column::FinishedAt, Expr::value(Utc::now()))
+            .col_expr(
+                job::Column::RunAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(job::Column::Id.eq(id.to_owned()))
+            .filter(job::Column::Status.is_in(cancellable))
+            .exec(&self.db)
+            .await?;
+        self.operator_outcome(id, updated.rows_affected).await
+    }
+
+    /// Gives a failed or dead job a fresh set of attempts under a new task id; the
+    /// caller pushes that task. A retry already scheduled is superseded.
+    pub async fn retry_by_hand(&self, id: &str) -> Result<OperatorOutcome, DbErr> {
+        let retriable: Vec<&str> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| s.can_retry())
+            .map(JobStatus::as_str)
+            .collect();
+        let updated = job::Entity::update_many()
+            .col_expr(job::Column::Status, Expr::value(JobStatus::Queued.as_str()))
+            .col_expr(job::Column::Attempts, Expr::value(0))
+            .col_expr(
+                job::Column::FinishedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                job::Column::RunAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                job::Column::TaskId,
+                Expr::value(Ulid::generate().to_string()),
+            )
+            .filter(job::Column::Id.eq(id.to_owned()))
+            .filter(job::Column::Status.is_in(retriable))
+            .exec(&self.db)
+            .await?;
+        self.operator_outcome(id, updated.rows_affected).await
+    }
+
+    async fn operator_outcome(&self, id: &str, rows: u64) -> Result<OperatorOutcome, DbErr> {
+        let Some(record) = self.get(id).await? else {
+            return Ok(OperatorOutcome::NotFound);
+        };
+        if rows > 0 {
+            return Ok(OperatorOutcome::Done(Box::new(record)));
+        }
+        let status = record.status.parse().unwrap_or(JobStatus::Running);
+        Ok(OperatorOutcome::Conflict(status))
+    }
+
+    /// Tasks of jobs that waited far too long: `queued` since before `older_than`, or
+    /// `failed` with a retry overdue by `older_than`. Their push was probably lost.
+    pub async fn stuck(&self, older_than: Duration, limit: u64) -> Result<Vec<Envelope>, DbErr> {
+        let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+        let queued = sea_orm::Condition::all()
+            .add(job::Column::Status.eq(JobStatus::Queued.as_str()))
+            .add(job::Column::CreatedAt.lt(cutoff));
+        let overdue = sea_orm::Condition::all()
+            .add(job::Column::Status.eq(JobStatus::Failed.as_str()))
+            .add(job::Column::RunAt.lt(cutoff));
+        let records = job::Entity::find()
+            .filter(sea_orm::Condition::any().add(queued).add(overdue))
+            .order_by_asc(job::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(records
+            .into_iter()
+            .map(|r| Envelope {
+                job_id: r.id,
+                task_id: r.task_id,
+                kind: r.kind,
+            })
+            .collect())
+    }
+
+    /// Job records by queue and status, for `GET /queues`.
+    pub async fn queue_counts(&self) -> Result<Vec<QueueCount>, DbErr> {
+        job::Entity::find()
+            .select_only()
+            .column(job::Column::Queue)
+            .column(job::Column::Status)
+            .column_as(job::Column::Id.count(), "count")
+            .group_by(job::Column::Queue)
+            .group_by(job::Column::Status)
+            .into_model::<QueueCount>()
+            .all(&self.db)
+            .await
+    }
+
+    /// Answers when the database answers.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.execute_unprepared("SELECT 1").await.map(|_| ())
+    }
+}
+
+fn millis(elapsed: Duration) -> i64 {
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}

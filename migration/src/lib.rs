@@ -1,0 +1,18 @@
+//! Schema migrations of Conveyor. Every migration must run on Postgres and SQLite:
+//! on SQLite, one `add_column` per `alter_table` and foreign keys only in `create_table`.
+#![warn(missing_docs)]
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_job_records;
+
+/// All migrations, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_create_job_records::Migration)]
+    }
+}

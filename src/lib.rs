@@ -1,0 +1,201 @@
+//! Conveyor: a job-queue worker system with a scheduler.
+//!
+//! This crate is the `conveyor` binary's library half: it wires the roles together so
+//! that `main.rs` only parses the command line and the end-to-end tests start the very
+//! same system on port 0.
+//!
+//! # Layout
+//! - `domain`: pure logic (job lifecycle, backoff). No I/O.
+//! - `entity`, `migration`: tables and their schema.
+//! - `jobs`: job kinds, envelopes, job records, the `Queue` handle, configuration.
+//! - `api`: HTTP routes. `worker`: handlers and the pool. `scheduler`: timetables and
+//!   housekeeping.
+//! - here: [`Config`] of a whole process, [`connect`] to its backends, [`run`] a role.
+#![warn(missing_docs)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::FutureExt;
+use jobs::config::{BackendConfig, DeliveryConfig};
+use jobs::metrics::Metrics;
+use jobs::{JobStore, Queue};
+
+/// Everything a process may need, from the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Database and queue backends.
+    #[command(flatten)]
+    pub backends: BackendConfig,
+    /// Retries, timeouts, heartbeats.
+    #[command(flatten)]
+    pub delivery: DeliveryConfig,
+    /// The HTTP api.
+    #[command(flatten)]
+    pub api: api::ApiConfig,
+    /// The workers.
+    #[command(flatten)]
+    pub worker: worker::WorkerConfig,
+    /// The scheduler.
+    #[command(flatten)]
+    pub scheduler: scheduler::SchedulerConfig,
+}
+
+/// Which parts of Conveyor a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Api, workers and scheduler in one process (the default).
+    All,
+    /// The HTTP api only.
+    Api,
+    /// Workers only.
+    Worker,
+    /// The scheduler only.
+    Scheduler,
+}
+
+/// Connected backends of a process.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    /// Job records.
+    pub store: JobStore,
+    /// The queues.
+    pub queue: Queue,
+    /// Process metrics.
+    pub metrics: Metrics,
+}
+
+/// Connects to the database (applying migrations when `migrate`) and the queues.
+pub async fn connect(config: &Config, migrate: bool) -> anyhow::Result<Backends> {
+    let db = jobs::db::connect(
+        &config.backends.database_url,
+        config.backends.database_max_connections,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("database {}: {e}", redact(&config.backends.database_url)))?;
+    if migrate {
+        jobs::db::migrate(&db).await?;
+    }
+    let queue = Queue::connect(&config.backends, &config.delivery, &db).await?;
+    Ok(Backends {
+        store: JobStore::new(db, config.api.idempotency_window()),
+        queue,
+        metrics: Metrics::new(),
+    })
+}
+
+/// Runs `role` until `shutdown` completes, then stops gracefully: the api finishes
+/// open requests, workers finish in-flight tasks within the grace period.
+///
+/// `listener` is the api's already bound socket (required for `All` and `Api`).
+pub async fn run(
+    role: Role,
+    config: Config,
+    backends: Backends,
+    listener: Option<std::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shutdown = shutdown.shared();
+    let grace = config.worker.shutdown_grace();
+    let mut tasks = tokio::task::JoinSet::new();
+    if matches!(role, Role::All | Role::Api) {
+        let listener = listener.ok_or_else(|| anyhow::anyhow!("the api needs a listener"))?;
+        let state = api::AppState {
+            store: backends.store.clone(),
+            queue: backends.queue.clone(),
+            metrics: backends.metrics.clone(),
+            config: config.api.clone(),
+            delivery: config.delivery.clone(),
+        };
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            api::serve(listener, state, stop, grace)
+                .await
+                .map_err(|e| anyhow::anyhow!("api: {e}"))
+        });
+    }
+    if matches!(role, Role::All | Role::Worker) {
+        let executor = worker::executor::Executor::new(
+            backends.store.clone(),
+            backends.queue.clone(),
+            config.delivery.clone(),
+            backends.metrics.clone(),
+        );
+        let queue = backends.queue.clone();
+        let worker_config = config.worker.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            worker::run(queue, executor, worker_config, stop)
+                .await
+                .map_err(|e| anyhow::anyhow!("worker: {e}"))
+        });
+    }
+    if matches!(role, Role::All | Role::Scheduler) {
+        let store = backends.store.clone();
+        let queue = backends.queue.clone();
+        let scheduler_config = config.scheduler.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            scheduler::run(store, queue, scheduler_config, stop).await;
+            Ok(())
+        });
+    }
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(err) = outcome {
+            tracing::error!("{err:#}");
+            if result.is_ok() {
+                result = Err(err);
+            }
+            // One role failing stops the process: a half-working process hides faults.
+            tasks.abort_all();
+        }
+    }
+    result
+}
+
+/// The api's grace and the workers' grace, for callers that must bound a shutdown.
+pub fn shutdown_grace(config: &Config) -> Duration {
+    config.worker.shutdown_grace()
+}
+
+/// A URL with its password replaced, fit for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/conveyor"),
+            "postgres://app:***@db:5432/conveyor"
+        );
+        assert_eq!(
+            redact("postgres://app@db/conveyor"),
+            "postgres://app@db/conveyor"
+        );
+        assert_eq!(
+            redact("sqlite://conveyor.db?mode=rwc"),
+            "sqlite://conveyor.db?mode=rwc"
+        );
+    }
+}

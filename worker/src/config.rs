@@ -1,0 +1,52 @@
+//! Settings of the worker role.
+
+use std::time::Duration;
+
+/// Worker settings, from the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerConfig {
+    /// Tasks run at once per queue in this process.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+    /// Logical queues to consume, comma-separated; empty means all.
+    #[arg(long, env = "WORKER_QUEUES", value_delimiter = ',', default_value = "")]
+    pub queues: Vec<String>,
+    /// After SIGTERM/SIGINT, how long in-flight tasks may take to finish, in ms.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl WorkerConfig {
+    /// The queues this process consumes.
+    pub fn queues(&self) -> Vec<String> {
+        let named: Vec<String> = self
+            .queues
+            .iter()
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty())
+            .collect();
+        if named.is_empty() {
+            jobs::kind::all_queues()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        } else {
+            named
+        }
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 16,
+            queues: Vec::new(),
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}

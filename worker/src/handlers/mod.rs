@@ -1,0 +1,45 @@
+//! Job handlers, one module per feature. A handler turns a job record's arguments into
+//! a result and, optionally, an effect the executor applies with the success record.
+
+pub mod system;
+
+use jobs::JobKind;
+use jobs::store::{Effect, JobRecord};
+use serde_json::Value;
+
+/// What a successful attempt produced.
+pub struct Output {
+    /// Stored in the job record.
+    pub result: Value,
+    /// Database writes applied in the transaction that marks the job succeeded.
+    pub effect: Option<Effect<'static>>,
+}
+
+impl Output {
+    /// A result with no database effect.
+    pub fn result(result: Value) -> Self {
+        Output {
+            result,
+            effect: None,
+        }
+    }
+}
+
+/// Why an attempt failed; the message lands in the job record.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The arguments do not fit the kind; retrying cannot help, but the attempt
+    /// budget still bounds it.
+    #[error("invalid arguments: {0}")]
+    InvalidArgs(#[from] serde_json::Error),
+    /// The work failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs the handler of `kind` for one attempt of `record`.
+pub async fn run(kind: JobKind, record: &JobRecord) -> Result<Output, HandlerError> {
+    match kind {
+        JobKind::SystemNoop => system::noop(record).await,
+    }
+}
