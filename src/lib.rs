@@ -65,14 +65,26 @@ pub struct Backends {
     pub metrics: Metrics,
 }
 
-/// Connects to the database (applying migrations when `migrate`) and the queues.
-pub async fn connect(config: &Config, migrate: bool) -> anyhow::Result<Backends> {
-    let db = jobs::db::connect(
+async fn database(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    jobs::db::connect(
         &config.backends.database_url,
         config.backends.database_max_connections,
     )
     .await
-    .map_err(|e| anyhow::anyhow!("database {}: {e}", redact(&config.backends.database_url)))?;
+    .map_err(|e| anyhow::anyhow!("database {}: {e}", redact(&config.backends.database_url)))
+}
+
+/// Applies pending migrations to the database; touches no queue.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let db = database(config).await?;
+    jobs::db::migrate(&db).await?;
+    db.close().await?;
+    Ok(())
+}
+
+/// Connects to the database (applying migrations when `migrate`) and the queues.
+pub async fn connect(config: &Config, migrate: bool) -> anyhow::Result<Backends> {
+    let db = database(config).await?;
     if migrate {
         jobs::db::migrate(&db).await?;
     }

@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker(args) => (Role::Worker, args),
         Command::Scheduler(args) => (Role::Scheduler, args),
         Command::Migrate(args) => {
-            conveyor::connect(&args.config, true).await?;
+            conveyor::migrate(&args.config).await?;
             tracing::info!("migrations applied");
             return Ok(());
         }

@@ -374,10 +374,12 @@ impl JobsApi {
         }
     }
 
-    /// Re-enqueues a `failed` or `dead` job with a fresh set of attempts.
+    /// Re-enqueues a `failed` or `dead` job with a fresh budget of `JOB_MAX_ATTEMPTS`
+    /// attempts (its attempt count goes on).
     #[oai(path = "/jobs/:id/retry", method = "post")]
     async fn retry_job(&self, id: Path<String>) -> ActionAnswer {
-        let job = match self.state.store.retry_by_hand(&id).await {
+        let extra = self.state.delivery.max_attempts;
+        let job = match self.state.store.retry_by_hand(&id, extra).await {
             Ok(OperatorOutcome::Done(job)) => *job,
             Ok(OperatorOutcome::NotFound) => return ActionAnswer::NotFound(not_found(&id)),
             Ok(OperatorOutcome::Conflict(status)) => {

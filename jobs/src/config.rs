@@ -30,7 +30,7 @@ pub struct BackendConfig {
 /// How tasks are delivered and retried.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeliveryConfig {
-    /// Attempts before a job is `dead` (a job kind may not lower it below 1).
+    /// Attempts before a job is `dead` (at least 1).
     #[arg(long, env = "JOB_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
     /// Delay before the first retry, in milliseconds; it doubles on each retry.

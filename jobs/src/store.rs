@@ -15,7 +15,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
     EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
-    TransactionTrait,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use serde_json::Value;
 use ulid::Ulid;
@@ -133,6 +133,18 @@ impl JobStore {
         }
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock at `BEGIN`
+    /// (`IMMEDIATE`), so that it waits for other writers (busy timeout) instead of
+    /// failing when a read inside it has to be upgraded; Postgres ignores the mode.
+    async fn write_transaction(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+    }
+
     /// The underlying connection.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
@@ -156,7 +168,7 @@ impl JobStore {
     async fn try_create(&self, new: &NewJob) -> Result<Created, DbErr> {
         let now = Utc::now();
         let id = Ulid::generate().to_string();
-        let tx = self.db.begin().await?;
+        let tx = self.write_transaction().await?;
         if let Some(key) = &new.idempotency_key {
             if let Some(claimed) = idempotency_key::Entity::find_by_id(key.clone())
                 .one(&tx)
@@ -213,7 +225,7 @@ impl JobStore {
     /// Removes a job whose first task could not be pushed, so that nothing claims
     /// to be queued when it is not (and its idempotency key can be used again).
     pub async fn discard(&self, record: &JobRecord) -> Result<(), DbErr> {
-        let tx = self.db.begin().await?;
+        let tx = self.write_transaction().await?;
         if let Some(key) = &record.idempotency_key {
             idempotency_key::Entity::delete_many()
                 .filter(idempotency_key::Column::Key.eq(key.clone()))
@@ -295,7 +307,7 @@ impl JobStore {
         elapsed: Duration,
         effect: Option<Effect<'_>>,
     ) -> Result<bool, DbErr> {
-        let tx = self.db.begin().await?;
+        let tx = self.write_transaction().await?;
         // The conditional update comes first: it takes the row lock, so a concurrent
         // duplicate waits here and then finds the job no longer running.
         let updated = job::Entity::update_many()
@@ -397,9 +409,15 @@ impl JobStore {
         self.operator_outcome(id, updated.rows_affected).await
     }
 
-    /// Gives a failed or dead job a fresh set of attempts under a new task id; the
-    /// caller pushes that task. A retry already scheduled is superseded.
-    pub async fn retry_by_hand(&self, id: &str) -> Result<OperatorOutcome, DbErr> {
+    /// Gives a failed or dead job `extra_attempts` more attempts under a new task id;
+    /// the caller pushes that task. `attempts` keeps counting (it is history); a retry
+    /// already scheduled is superseded.
+    pub async fn retry_by_hand(
+        &self,
+        id: &str,
+        extra_attempts: u32,
+    ) -> Result<OperatorOutcome, DbErr> {
+        let extra = i32::try_from(Ord::max(extra_attempts, 1)).unwrap_or(i32::MAX);
         let retriable: Vec<&str> = JobStatus::ALL
             .into_iter()
             .filter(|s| s.can_retry())
@@ -407,7 +425,10 @@ impl JobStore {
             .collect();
         let updated = job::Entity::update_many()
             .col_expr(job::Column::Status, Expr::value(JobStatus::Queued.as_str()))
-            .col_expr(job::Column::Attempts, Expr::value(0))
+            .col_expr(
+                job::Column::MaxAttempts,
+                Expr::col(job::Column::Attempts).add(extra),
+            )
             .col_expr(
                 job::Column::FinishedAt,
                 Expr::value(Option::<DateTime<Utc>>::None),

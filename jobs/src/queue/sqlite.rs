@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis::layers::WorkerBuilderExt;
 use apalis_core::backend::TaskSink;
@@ -62,7 +62,12 @@ impl SqliteQueue {
     ) -> Result<(), QueueError> {
         let mut task = TaskBuilder::new(envelope.clone()).max_attempts(1);
         if !delay.is_zero() {
-            task = task.run_after(delay);
+            // apalis-sqlite keeps due times in whole seconds: round up, so that a
+            // retry never runs before its backoff is over.
+            let due = SystemTime::now() + delay;
+            let since_epoch = due.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let secs = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
+            task = task.run_at_timestamp(secs);
         }
         self.storage(physical)
             .push_task(task.build())

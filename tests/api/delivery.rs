@@ -1,0 +1,390 @@
+//! Delivery guarantees: duplicate deliveries have one effect, a killed worker loses
+//! nothing, SIGTERM finishes in-flight work, a large backlog drains.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use conveyor::{Config, Role};
+use futures::StreamExt;
+use jobs::JobKind;
+use jobs::envelope::Envelope;
+use jobs::store::{Created, NewJob, Start};
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::json;
+
+use crate::helpers::{Stack, TestApp, spawn_with, test_config};
+use crate::on_both_stacks;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+async fn new_noop(app: &TestApp, args: serde_json::Value) -> Envelope {
+    let created = app
+        .backends
+        .store
+        .create(NewJob {
+            kind: JobKind::SystemNoop,
+            args,
+            max_attempts: 3,
+            idempotency_key: None,
+        })
+        .await
+        .expect("create");
+    let Created::New(job) = created else {
+        panic!("no idempotency key, so the job is new");
+    };
+    Envelope {
+        job_id: job.id,
+        task_id: job.task_id,
+        kind: job.kind,
+    }
+}
+
+async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
+    let (config, dir) = test_config(stack).await;
+    let app = spawn_with(config, dir, Role::Api).await;
+    let db = app.backends.store.db().clone();
+    db.execute_unprepared("CREATE TABLE effect_log (job_id VARCHAR(26) NOT NULL)")
+        .await
+        .expect("probe table");
+    let envelope = new_noop(&app, json!({})).await;
+
+    // Two deliveries of the same task, both started (as after a worker was killed
+    // between its effect and its ack), both finishing at once.
+    for _ in 0..2 {
+        let started = app
+            .backends
+            .store
+            .start_attempt(&envelope, "w")
+            .await
+            .expect("start");
+        assert!(matches!(started, Start::Run(_)));
+    }
+    let finish = || {
+        let store = app.backends.store.clone();
+        let envelope = envelope.clone();
+        async move {
+            let job_id = envelope.job_id.clone();
+            let effect: jobs::store::Effect<'static> = Box::new(move |tx| {
+                Box::pin(async move {
+                    let backend = tx.get_database_backend();
+                    let sql = match backend {
+                        sea_orm::DatabaseBackend::Postgres => "INSERT INTO effect_log VALUES ($1)",
+                        _ => "INSERT INTO effect_log VALUES (?)",
+                    };
+                    tx.execute_raw(Statement::from_sql_and_values(
+                        backend,
+                        sql,
+                        [job_id.into()],
+                    ))
+                    .await
+                    .map(|_| ())
+                })
+            });
+            store
+                .succeed(&envelope, json!({}), Duration::from_millis(1), Some(effect))
+                .await
+                .expect("succeed")
+        }
+    };
+    let (first, second) = tokio::join!(finish(), finish());
+    assert!(
+        first ^ second,
+        "exactly one delivery applies: {first} {second}"
+    );
+
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT job_id FROM effect_log",
+        ))
+        .await
+        .expect("read effects");
+    assert_eq!(rows.len(), 1);
+    // A third, late delivery finds the job finished and does not start.
+    let late = app
+        .backends
+        .store
+        .start_attempt(&envelope, "w")
+        .await
+        .expect("start");
+    assert!(matches!(late, Start::Skip));
+}
+on_both_stacks!(a_redelivered_task_applies_its_effect_once);
+
+async fn a_task_delivered_twice_at_once_finishes_its_job_once(stack: Stack) {
+    let (config, dir) = test_config(stack).await;
+    let app = spawn_with(config.clone(), dir, Role::Api).await;
+    let envelope = new_noop(&app, json!({ "sleep_ms": 300 })).await;
+    let executor = worker::executor::Executor::new(
+        app.backends.store.clone(),
+        app.backends.queue.clone(),
+        config.delivery.clone(),
+        app.backends.metrics.clone(),
+    );
+    let (a, b) = tokio::join!(
+        executor.execute(envelope.clone(), "worker-a"),
+        executor.execute(envelope.clone(), "worker-b"),
+    );
+    let mut outcomes = [a, b];
+    outcomes.sort_by_key(|o| o.label());
+    use worker::executor::Outcome;
+    assert!(
+        matches!(
+            outcomes,
+            [Outcome::Duplicate | Outcome::Skipped, Outcome::Succeeded]
+        ),
+        "one delivery succeeds, the other is recognised: {outcomes:?}"
+    );
+    let job = app.job(&envelope.job_id).await;
+    assert_eq!(job["status"], "succeeded");
+    // And a third delivery, after the fact, does nothing.
+    assert_eq!(
+        executor.execute(envelope, "worker-c").await,
+        Outcome::Skipped
+    );
+}
+on_both_stacks!(a_task_delivered_twice_at_once_finishes_its_job_once);
+
+#[tokio::test]
+async fn pushing_the_same_task_twice_on_redis_queues_it_once() {
+    let (config, dir) = test_config(Stack::Production).await;
+    let app = spawn_with(config, dir, Role::Api).await;
+    let envelope = new_noop(&app, json!({})).await;
+    for _ in 0..2 {
+        app.backends
+            .queue
+            .push("default", &envelope, Duration::ZERO)
+            .await
+            .expect("push");
+    }
+    assert_eq!(app.backends.queue.depth("default").await.expect("depth"), 1);
+}
+
+/// The environment a child `conveyor` process needs to join `config`'s system.
+fn child_env(config: &Config) -> Vec<(&'static str, String)> {
+    let d = &config.delivery;
+    let mut env = vec![
+        ("DATABASE_URL", config.backends.database_url.clone()),
+        ("QUEUE_PREFIX", config.backends.queue_prefix.clone()),
+        ("JOB_MAX_ATTEMPTS", d.max_attempts.to_string()),
+        ("JOB_BACKOFF_BASE_MS", d.backoff_base_ms.to_string()),
+        ("JOB_BACKOFF_MAX_MS", d.backoff_max_ms.to_string()),
+        ("JOB_TIMEOUT_MS", d.timeout_ms.to_string()),
+        ("WORKER_HEARTBEAT_MS", d.heartbeat_ms.to_string()),
+        ("WORKER_MISSED_HEARTBEATS", d.missed_heartbeats.to_string()),
+        ("QUEUE_POLL_MS", d.poll_ms.to_string()),
+        ("WORKER_CONCURRENCY", "4".to_owned()),
+        ("SHUTDOWN_GRACE_MS", "10000".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    if let Some(redis) = &config.backends.redis_url {
+        env.push(("REDIS_URL", redis.clone()));
+    }
+    env
+}
+
+fn spawn_worker_process(config: &Config) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_conveyor"))
+        .arg("worker")
+        .env_clear()
+        .envs(child_env(config))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn conveyor worker")
+}
+
+async fn wait_until_running(app: &TestApp, ids: &[String]) -> String {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        for id in ids {
+            if app.job(id).await["status"] == "running" {
+                return id.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no job started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_worker_killed_mid_job_loses_nothing(stack: Stack) {
+    let (config, dir) = test_config(stack).await;
+    // The api (and scheduler) here; the workers are real processes.
+    let app = spawn_with(config.clone(), dir, Role::Api).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(app.enqueue_noop(json!({ "sleep_ms": 1_500 })).await);
+    }
+    let mut doomed = spawn_worker_process(&config);
+    let running = wait_until_running(&app, &ids).await;
+    doomed.kill().expect("SIGKILL the worker");
+    doomed.wait().expect("reap");
+    let held = app.job(&running).await;
+    assert_eq!(held["status"], "running", "killed mid-job: {held}");
+
+    let mut rescuer = spawn_worker_process(&config);
+    for id in &ids {
+        let job = app.wait_for_status(id, "succeeded", WITHIN).await;
+        assert!(job["attempts"].as_i64().unwrap_or(0) >= 1);
+    }
+    let rescued = app.job(&running).await;
+    assert!(
+        rescued["attempts"].as_i64().unwrap_or(0) >= 2,
+        "the killed attempt ran again elsewhere: {rescued}"
+    );
+    rescuer.kill().ok();
+    rescuer.wait().ok();
+}
+on_both_stacks!(a_worker_killed_mid_job_loses_nothing);
+
+async fn sigterm_lets_in_flight_jobs_finish_and_exits_0(stack: Stack) {
+    let (config, dir) = test_config(stack).await;
+    let app = spawn_with(config.clone(), dir, Role::Api).await;
+    let ids = vec![
+        app.enqueue_noop(json!({ "sleep_ms": 1_500 })).await,
+        app.enqueue_noop(json!({ "sleep_ms": 1_500 })).await,
+    ];
+    let mut child = spawn_worker_process(&config);
+    let running = wait_until_running(&app, &ids).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no exit within the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let job = app.job(&running).await;
+    assert_eq!(job["status"], "succeeded", "in-flight work finished: {job}");
+    assert_eq!(job["attempts"], 1);
+}
+on_both_stacks!(sigterm_lets_in_flight_jobs_finish_and_exits_0);
+
+/// apalis-redis 1.0.0 as shipped: with ~9 000 due tasks in its scheduled set, its
+/// fetch script fails. This pins the upstream defect that `jobs::queue::redis` avoids;
+/// if an upgrade fixes it, this test tells us.
+#[tokio::test]
+async fn upstream_apalis_redis_fetch_fails_on_a_large_due_backlog() {
+    use apalis_core::task::builder::TaskBuilder;
+    use apalis_core::worker::context::WorkerContext;
+    let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL must be set");
+    let mut conn = apalis_redis::connect(url).await.expect("redis");
+    let queue = format!(
+        "t{}-upstream",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
+    let config = apalis_redis::Config::default().queue(&queue);
+    let tasks: Vec<_> = (0..9_000u32)
+        .map(|i| TaskBuilder::new(i.to_string().into_bytes()).build())
+        .collect();
+    for chunk in tasks.chunks(1_000) {
+        apalis_redis::queries::push_tasks(&mut conn, &config, chunk)
+            .await
+            .expect("apalis push");
+    }
+    let worker = WorkerContext::new("upstream-probe");
+    let _: () = redis::cmd("ZADD")
+        .arg(config.workers_set())
+        .arg(i64::MAX / 2)
+        .arg(worker.name())
+        .query_async(&mut conn)
+        .await
+        .expect("register");
+    // Due by the next second at the latest.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let fetched = apalis_redis::queries::fetch_next(&mut conn, &worker, &config).await;
+    let err = fetched.expect_err("9 000 due tasks break apalis-redis 1.0.0's fetch");
+    assert!(err.to_string().contains("unpack"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_of_20_000_tasks_on_redis_drains_completely() {
+    const N: usize = 20_000;
+    let (config, dir) = test_config(Stack::Production).await;
+    let api = spawn_with(config.clone(), dir, Role::Api).await;
+    // The backlog builds while no worker runs.
+    let store = api.backends.store.clone();
+    let queue = api.backends.queue.clone();
+    let pushed = futures::stream::iter(0..N)
+        .map(|_| {
+            let store = store.clone();
+            let queue = queue.clone();
+            async move {
+                let Created::New(job) = store
+                    .create(NewJob {
+                        kind: JobKind::SystemNoop,
+                        args: json!({}),
+                        max_attempts: 3,
+                        idempotency_key: None,
+                    })
+                    .await
+                    .expect("create")
+                else {
+                    panic!("new job");
+                };
+                let envelope = Envelope {
+                    job_id: job.id,
+                    task_id: job.task_id,
+                    kind: job.kind,
+                };
+                queue
+                    .push("default", &envelope, Duration::ZERO)
+                    .await
+                    .expect("push");
+            }
+        })
+        .buffer_unordered(32)
+        .count()
+        .await;
+    assert_eq!(pushed, N);
+    assert_eq!(queue.depth("default").await.expect("depth"), N as u64);
+
+    let mut worker_config = config.clone();
+    worker_config.worker.concurrency = 64;
+    let executor = worker::executor::Executor::new(
+        store.clone(),
+        queue.clone(),
+        config.delivery.clone(),
+        api.backends.metrics.clone(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn(worker::run(
+        queue.clone(),
+        executor,
+        worker_config.worker,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let counts = store.queue_counts().await.expect("counts");
+        let succeeded: i64 = counts
+            .iter()
+            .filter(|c| c.status == "succeeded")
+            .map(|c| c.count)
+            .sum();
+        if succeeded == N as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backlog did not drain: {counts:?}; workers ended: {}",
+            workers.is_finished()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(queue.depth("default").await.expect("depth"), 0);
+    let _ = stop.send(());
+    workers.await.expect("join").expect("workers stop cleanly");
+}

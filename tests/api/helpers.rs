@@ -1,0 +1,256 @@
+//! `spawn_app()`: the whole system on port 0 with a fresh database and queue namespace,
+//! and a client with typed helpers.
+//!
+//! Two backend sets run the same tests:
+//! - `Embedded`: a temporary SQLite file for job records and queues.
+//! - `Production`: Postgres and Redis from `TEST_DATABASE_URL` and `TEST_REDIS_URL`,
+//!   a fresh database and a fresh queue prefix per test. These tests fail (never skip)
+//!   when the variables are missing; `.ci/run` sets them.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use conveyor::{Backends, Config, Role};
+use jobs::config::{BackendConfig, DeliveryConfig};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Which backends a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stack {
+    /// SQLite file for records and queues.
+    Embedded,
+    /// Postgres records, Redis queues.
+    Production,
+}
+
+/// A running Conveyor and its client.
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) backends: Backends,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A fresh configuration for `stack`: its own database and queue namespace, and
+/// delivery settings fast enough for tests (short backoff, short heartbeats).
+pub(crate) async fn test_config(stack: Stack) -> (Config, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let suffix = ulid::Ulid::generate().to_string().to_lowercase();
+    let (database_url, redis_url) = match stack {
+        Stack::Embedded => (
+            format!("sqlite://{}/conveyor.db?mode=rwc", dir.path().display()),
+            None,
+        ),
+        Stack::Production => (
+            fresh_postgres_database(&suffix).await,
+            Some(required_env("TEST_REDIS_URL")),
+        ),
+    };
+    let config = Config {
+        backends: BackendConfig {
+            database_url,
+            redis_url,
+            queue_prefix: format!("t{suffix}"),
+            database_max_connections: 8,
+        },
+        delivery: DeliveryConfig {
+            max_attempts: 3,
+            backoff_base_ms: 50,
+            backoff_max_ms: 200,
+            backoff_jitter: 0.0,
+            timeout_ms: 10_000,
+            heartbeat_ms: 1_000,
+            missed_heartbeats: 2,
+            poll_ms: 200,
+            promote_ms: 50,
+            fetch_batch: 32,
+        },
+        api: api::ApiConfig {
+            bind_addr: "127.0.0.1:0".to_owned(),
+            ..api::ApiConfig::default()
+        },
+        worker: worker::WorkerConfig {
+            concurrency: 8,
+            queues: Vec::new(),
+            shutdown_grace_ms: 10_000,
+        },
+        scheduler: scheduler::SchedulerConfig {
+            housekeeping_interval_secs: 1,
+            stuck_after_secs: 900,
+        },
+    };
+    (config, dir)
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: the production-stack tests need Postgres and Redis \
+             (see README, 'Running the tests'); they never skip"
+        )
+    })
+}
+
+/// Creates an empty database named after `suffix` on `TEST_DATABASE_URL`'s server.
+async fn fresh_postgres_database(suffix: &str) -> String {
+    use sea_orm::{ConnectionTrait, Database};
+    let admin_url = required_env("TEST_DATABASE_URL");
+    let admin = Database::connect(&admin_url)
+        .await
+        .expect("TEST_DATABASE_URL must accept connections");
+    let name = format!("conveyor_test_{suffix}");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin_url.as_str(), String::new()),
+    };
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    format!("{server}/{name}{query}")
+}
+
+/// The whole system (api, workers, scheduler) on `stack`.
+pub(crate) async fn spawn_app(stack: Stack) -> TestApp {
+    let (config, dir) = test_config(stack).await;
+    spawn_with(config, dir, Role::All).await
+}
+
+/// `role` in this process over `config`; migrations are applied first.
+pub(crate) async fn spawn_with(config: Config, dir: tempfile::TempDir, role: Role) -> TestApp {
+    let backends = conveyor::connect(&config, true)
+        .await
+        .expect("backends connect");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let address = format!("http://{}", listener.local_addr().expect("local addr"));
+    let (tx, rx) = oneshot::channel::<()>();
+    let run = conveyor::run(
+        role,
+        config.clone(),
+        backends.clone(),
+        Some(listener),
+        async move {
+            let _ = rx.await;
+        },
+    );
+    let handle = tokio::spawn(run);
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        backends,
+        shutdown: Some(tx),
+        handle: Some(handle),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        read(response).await
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        read(response).await
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE");
+        read(response).await
+    }
+
+    /// Enqueues `system.noop` with these arguments and returns its job id.
+    pub(crate) async fn enqueue_noop(&self, args: Value) -> String {
+        let (status, body) = self.post("/jobs/noop", &args).await;
+        assert_eq!(status, 202, "enqueue answered {body}");
+        body["job_id"].as_str().expect("job_id").to_owned()
+    }
+
+    pub(crate) async fn job(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/jobs/{id}")).await;
+        assert_eq!(status, 200, "GET /jobs/{id} answered {body}");
+        body
+    }
+
+    /// Polls the job until its status is `status`, failing after `within`.
+    pub(crate) async fn wait_for_status(&self, id: &str, status: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let job = self.job(id).await;
+            if job["status"] == status {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not become {status} within {within:?}; last seen {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the system as SIGTERM would and returns how the roles ended.
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.handle.take() {
+            Some(handle) => handle.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+    }
+}
+
+async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
+    (status, body)
+}
+
+/// Runs a test body on both stacks, as two test functions.
+#[macro_export]
+macro_rules! on_both_stacks {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn embedded() {
+                super::$name($crate::helpers::Stack::Embedded).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn production() {
+                super::$name($crate::helpers::Stack::Production).await;
+            }
+        }
+    };
+}

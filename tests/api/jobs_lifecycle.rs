@@ -1,0 +1,296 @@
+//! A job's life through the api: queued → running → succeeded; retries, dead, manual
+//! retry; cancel; listing; queues; idempotency.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{Stack, spawn_app, test_config};
+use crate::on_both_stacks;
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+async fn a_job_goes_from_queued_to_succeeded(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let id = app.enqueue_noop(json!({})).await;
+    let job = app.wait_for_status(&id, "succeeded", WITHIN).await;
+    assert_eq!(job["kind"], "system.noop");
+    assert_eq!(job["queue"], "default");
+    assert_eq!(job["attempts"], 1);
+    assert_eq!(job["result"], json!({ "attempt": 1 }));
+    assert!(
+        job["worker"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&std::process::id().to_string())
+    );
+    assert!(job["started_at"].is_string() && job["finished_at"].is_string());
+    assert!(job["elapsed_ms"].is_i64());
+    app.stop().await.expect("every role stops cleanly");
+}
+on_both_stacks!(a_job_goes_from_queued_to_succeeded);
+
+async fn a_failing_job_retries_then_dies_and_can_be_retried_by_hand(stack: Stack) {
+    let app = spawn_app(stack).await;
+    // max_attempts is 3 in tests: fail 3 times → dead.
+    let id = app.enqueue_noop(json!({ "fail_times": 3 })).await;
+    let dead = app.wait_for_status(&id, "dead", WITHIN).await;
+    assert_eq!(dead["attempts"], 3);
+    assert_eq!(
+        dead["error"],
+        "failing on purpose: attempt 3 of the first 3 fails"
+    );
+    assert!(dead["finished_at"].is_string());
+
+    // By hand: a fresh budget of 3 attempts; the 4th attempt overall succeeds.
+    let (status, body) = app.post(&format!("/jobs/{id}/retry"), &json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["max_attempts"], 6);
+    let done = app.wait_for_status(&id, "succeeded", WITHIN).await;
+    assert_eq!(done["attempts"], 4);
+    assert_eq!(done["error"], serde_json::Value::Null);
+
+    let (status, body) = app.post(&format!("/jobs/{id}/retry"), &json!({})).await;
+    assert_eq!(status, 409, "a succeeded job cannot be retried: {body}");
+    assert_eq!(body["error"], "conflict");
+}
+on_both_stacks!(a_failing_job_retries_then_dies_and_can_be_retried_by_hand);
+
+async fn a_retry_waits_out_its_backoff(stack: Stack) {
+    let (mut config, dir) = test_config(stack).await;
+    config.delivery.backoff_base_ms = 1_500;
+    config.delivery.backoff_max_ms = 1_500;
+    let app = crate::helpers::spawn_with(config, dir, conveyor::Role::All).await;
+    let id = app.enqueue_noop(json!({ "fail_times": 1 })).await;
+    let failed = app.wait_for_status(&id, "failed", WITHIN).await;
+    assert_eq!(failed["attempts"], 1);
+    let failed_at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(failed["started_at"].clone()).expect("started_at");
+    let due: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(failed["run_at"].clone()).expect("a retry has a due time");
+    assert!(
+        due - failed_at >= chrono::Duration::milliseconds(1_400),
+        "{failed}"
+    );
+    let done = app.wait_for_status(&id, "succeeded", WITHIN).await;
+    assert_eq!(done["attempts"], 2);
+    let started: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(done["started_at"].clone()).expect("started_at");
+    assert!(
+        started >= due - chrono::Duration::milliseconds(5),
+        "ran early: {done}"
+    );
+}
+on_both_stacks!(a_retry_waits_out_its_backoff);
+
+async fn an_attempt_over_its_timeout_counts_as_a_failure(stack: Stack) {
+    let (mut config, dir) = test_config(stack).await;
+    config.delivery.timeout_ms = 100;
+    config.delivery.max_attempts = 1;
+    let app = crate::helpers::spawn_with(config, dir, conveyor::Role::All).await;
+    let id = app.enqueue_noop(json!({ "sleep_ms": 5_000 })).await;
+    let dead = app.wait_for_status(&id, "dead", WITHIN).await;
+    assert_eq!(dead["error"], "timed out after 100 ms");
+}
+on_both_stacks!(an_attempt_over_its_timeout_counts_as_a_failure);
+
+async fn unknown_jobs_answer_404(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let (status, body) = app.get("/jobs/01J00000000000000000000000").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not_found");
+    let (status, _) = app.delete("/jobs/nope").await;
+    assert_eq!(status, 404);
+    let (status, _) = app.post("/jobs/nope/retry", &json!({})).await;
+    assert_eq!(status, 404);
+}
+on_both_stacks!(unknown_jobs_answer_404);
+
+#[tokio::test]
+async fn a_queued_job_can_be_cancelled_and_never_runs() {
+    // Api only: no worker takes the job before we cancel it.
+    let (config, dir) = test_config(Stack::Embedded).await;
+    let api_only = crate::helpers::spawn_with(config.clone(), dir, conveyor::Role::Api).await;
+    let id = api_only.enqueue_noop(json!({})).await;
+    let (status, body) = api_only.delete(&format!("/jobs/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    let (status, body) = api_only.delete(&format!("/jobs/{id}")).await;
+    assert_eq!(status, 409, "{body}");
+
+    // Now a worker comes: the cancelled job's task is skipped.
+    let executor = worker::executor::Executor::new(
+        api_only.backends.store.clone(),
+        api_only.backends.queue.clone(),
+        config.delivery.clone(),
+        api_only.backends.metrics.clone(),
+    );
+    let record = api_only
+        .backends
+        .store
+        .get(&id)
+        .await
+        .expect("db")
+        .expect("job");
+    let envelope = jobs::Envelope {
+        job_id: id.clone(),
+        task_id: record.task_id,
+        kind: record.kind,
+    };
+    assert_eq!(
+        executor.execute(envelope, "test-worker").await,
+        worker::executor::Outcome::Skipped
+    );
+    assert_eq!(api_only.job(&id).await["status"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_running_job_cannot_be_cancelled() {
+    let app = spawn_app(Stack::Embedded).await;
+    let id = app.enqueue_noop(json!({ "sleep_ms": 2_000 })).await;
+    app.wait_for_status(&id, "running", WITHIN).await;
+    let (status, body) = app.delete(&format!("/jobs/{id}")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap_or("").contains("running"));
+}
+
+async fn jobs_are_listed_newest_first_with_keyset_pages(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.enqueue_noop(json!({})).await);
+    }
+    for id in &ids {
+        app.wait_for_status(id, "succeeded", WITHIN).await;
+    }
+    let (status, page) = app.get("/jobs?limit=2&kind=system.noop").await;
+    assert_eq!(status, 200, "{page}");
+    let first: Vec<_> = page["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["id"].clone())
+        .collect();
+    assert_eq!(first, [json!(ids[4]), json!(ids[3])]);
+    let before = page["next_before"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let (_, page) = app.get(&format!("/jobs?limit=2&before={before}")).await;
+    let second: Vec<_> = page["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["id"].clone())
+        .collect();
+    assert_eq!(second, [json!(ids[2]), json!(ids[1])]);
+
+    let (_, page) = app.get("/jobs?status=succeeded&limit=500").await;
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(5));
+    assert_eq!(page["next_before"], serde_json::Value::Null);
+    let (_, page) = app.get("/jobs?status=dead").await;
+    assert_eq!(page["jobs"], json!([]));
+
+    let (status, body) = app.get("/jobs?limit=0").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = app.get("/jobs?limit=501").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = app.get("/jobs?status=exploded").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "bad_request");
+}
+on_both_stacks!(jobs_are_listed_newest_first_with_keyset_pages);
+
+async fn queues_count_jobs_by_status_and_name_live_workers(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let ok = app.enqueue_noop(json!({})).await;
+    let dead = app.enqueue_noop(json!({ "fail_times": 9 })).await;
+    app.wait_for_status(&ok, "succeeded", WITHIN).await;
+    app.wait_for_status(&dead, "dead", WITHIN).await;
+    let (status, queues) = app.get("/queues").await;
+    assert_eq!(status, 200, "{queues}");
+    let default = queues
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|q| q["queue"] == "default")
+        .expect("the default queue")
+        .clone();
+    assert_eq!(default["succeeded"], 1);
+    assert_eq!(default["dead"], 1);
+    assert_eq!(default["queued"], 0);
+    assert_eq!(default["depth"], 0);
+    let workers = default["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 1, "{default}");
+    assert!(
+        workers[0]
+            .as_str()
+            .unwrap_or("")
+            .contains(&std::process::id().to_string())
+    );
+}
+on_both_stacks!(queues_count_jobs_by_status_and_name_live_workers);
+
+async fn the_same_idempotency_key_returns_the_first_job(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let post = |key: &'static str| {
+        app.client
+            .post(app.url("/jobs/noop"))
+            .header("Idempotency-Key", key)
+            .json(&json!({}))
+            .send()
+    };
+    let first: serde_json::Value = post("order-42")
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("json");
+    let again = post("order-42").await.expect("POST");
+    assert_eq!(again.status().as_u16(), 202);
+    let again: serde_json::Value = again.json().await.expect("json");
+    assert_eq!(first["job_id"], again["job_id"]);
+    let other: serde_json::Value = post("order-43")
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("json");
+    assert_ne!(first["job_id"], other["job_id"]);
+
+    let (_, page) = app.get("/jobs?limit=500").await;
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(2));
+
+    let bad = app
+        .client
+        .post(app.url("/jobs/noop"))
+        .header("Idempotency-Key", "x".repeat(256))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(bad.status().as_u16(), 400);
+}
+on_both_stacks!(the_same_idempotency_key_returns_the_first_job);
+
+async fn concurrent_requests_with_one_idempotency_key_make_one_job(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let requests = (0..20).map(|_| {
+        app.client
+            .post(app.url("/jobs/noop"))
+            .header("Idempotency-Key", "same")
+            .json(&json!({}))
+            .send()
+    });
+    let answers = futures::future::join_all(requests).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for answer in answers {
+        let answer = answer.expect("POST");
+        assert_eq!(answer.status().as_u16(), 202);
+        let body: serde_json::Value = answer.json().await.expect("json");
+        ids.insert(body["job_id"].as_str().expect("id").to_owned());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+}
+on_both_stacks!(concurrent_requests_with_one_idempotency_key_make_one_job);

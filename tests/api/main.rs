@@ -1,0 +1,7 @@
+//! End-to-end tests: the whole system on port 0, on the embedded backends and on
+//! Postgres + Redis.
+
+mod delivery;
+mod helpers;
+mod jobs_lifecycle;
+mod system;

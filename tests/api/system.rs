@@ -1,0 +1,159 @@
+//! `/`, `/ping`, `/health`, `/ready`, `/metrics`, `/openapi.json`, JSON errors.
+
+use serde_json::json;
+
+use crate::helpers::{Stack, spawn_app};
+use crate::on_both_stacks;
+
+async fn ping_and_root_answer_pong(stack: Stack) {
+    let app = spawn_app(stack).await;
+    assert_eq!(app.get("/ping").await, (200, json!({ "message": "pong" })));
+    assert_eq!(app.get("/").await, (200, json!({ "message": "pong" })));
+    assert_eq!(app.get("/health").await, (200, json!({ "status": "ok" })));
+}
+on_both_stacks!(ping_and_root_answer_pong);
+
+#[tokio::test]
+async fn a_browser_at_root_is_sent_to_the_docs() {
+    let app = spawn_app(Stack::Embedded).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = client
+        .get(app.url("/"))
+        .header("Accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(response.headers()["location"], "/docs");
+    let docs = client
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .expect("GET /docs");
+    assert_eq!(docs.status().as_u16(), 200);
+    assert!(docs.text().await.expect("html").contains("swagger"));
+}
+
+async fn ready_names_the_backends_when_they_answer(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let (status, body) = app.get("/ready").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["queue"], "ok");
+    let backend = if stack == Stack::Embedded {
+        "sqlite"
+    } else {
+        "redis"
+    };
+    assert_eq!(body["queue_backend"], backend);
+}
+on_both_stacks!(ready_names_the_backends_when_they_answer);
+
+#[tokio::test]
+async fn ready_answers_503_naming_the_queue_when_redis_is_down() {
+    let (mut config, dir) = crate::helpers::test_config(Stack::Embedded).await;
+    // A port nothing listens on: the connection manager starts, every command fails.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = unused.local_addr().expect("addr").port();
+    drop(unused);
+    config.backends.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    let connected = conveyor::connect(&config, true).await;
+    // Either the queue refuses at start (a clear error, not a panic) or /ready says so.
+    match connected {
+        Err(err) => assert!(err.to_string().contains("redis"), "{err:#}"),
+        Ok(_) => {
+            let app = crate::helpers::spawn_with(config, dir, conveyor::Role::Api).await;
+            let (status, body) = app.get("/ready").await;
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["database"], "ok");
+            assert!(
+                body["queue"].as_str().unwrap_or("").starts_with("down"),
+                "{body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn metrics_expose_requests_jobs_latency_and_depth() {
+    let app = spawn_app(Stack::Embedded).await;
+    let id = app.enqueue_noop(json!({})).await;
+    app.wait_for_status(&id, "succeeded", std::time::Duration::from_secs(10))
+        .await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "conveyor_http_requests_total{",
+        "conveyor_jobs_total{kind=\"system.noop\",outcome=\"succeeded\"} 1",
+        "conveyor_job_duration_seconds_count{kind=\"system.noop\"} 1",
+        "conveyor_queue_depth{queue=\"default\"} 0",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let app = spawn_app(Stack::Embedded).await;
+    let (status, doc) = app.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    for (path, method) in [
+        ("/", "get"),
+        ("/ping", "get"),
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/metrics", "get"),
+        ("/jobs", "get"),
+        ("/jobs/{id}", "get"),
+        ("/jobs/{id}", "delete"),
+        ("/jobs/{id}/retry", "post"),
+        ("/jobs/noop", "post"),
+        ("/queues", "get"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from /openapi.json"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_malformed_bodies_answer_json_errors() {
+    let app = spawn_app(Stack::Embedded).await;
+    let (status, body) = app.get("/no/such/route").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not_found");
+
+    let response = app
+        .client
+        .post(app.url("/jobs/noop"))
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 400);
+    let body: serde_json::Value = response.json().await.expect("a JSON error body");
+    assert_eq!(body["error"], "bad_request");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("parse"),
+        "{body}"
+    );
+
+    let (status, body) = app.post("/jobs/noop", &json!({ "sleep": 1 })).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("sleep"),
+        "{body}"
+    );
+}
