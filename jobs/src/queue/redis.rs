@@ -201,7 +201,12 @@ impl RedisQueue {
             .missed_heartbeats(delivery.missed_heartbeats.max(1))
             // apalis acks through its "results": without them a finished task stays
             // in flight and runs again when its worker goes away.
-            .persist_results(true);
+            .persist_results(true)
+            // apalis's task leases cost an `LREM` over the whole active list per task
+            // (quadratic on a backlog: 100 000 tasks took minutes) and add nothing here:
+            // a fetched task is already in the worker's in-flight set, which is what
+            // orphan recovery uses.
+            .lock_tasks(false);
         let storage =
             RedisStorage::<Envelope, ConnectionManager>::new(self.conn.clone()).with_config(config);
         let backend = PollWith::new(
