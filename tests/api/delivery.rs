@@ -277,7 +277,11 @@ on_both_stacks!(sigterm_lets_in_flight_jobs_finish_and_exits_0);
 async fn upstream_apalis_redis_fetch_fails_on_a_large_due_backlog() {
     use apalis_core::task::builder::TaskBuilder;
     use apalis_core::worker::context::WorkerContext;
-    let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL must be set");
+    let (config, _resources) = test_config(Stack::Production).await;
+    let url = config
+        .backends
+        .redis_url
+        .expect("the production stack has Redis");
     let mut conn = apalis_redis::connect(url).await.expect("redis");
     let queue = format!(
         "t{}-upstream",
@@ -305,6 +309,18 @@ async fn upstream_apalis_redis_fetch_fails_on_a_large_due_backlog() {
     let fetched = apalis_redis::queries::fetch_next(&mut conn, &worker, &config).await;
     let err = fetched.expect_err("9 000 due tasks break apalis-redis 1.0.0's fetch");
     assert!(err.to_string().contains("unpack"), "{err}");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{queue}:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    for chunk in keys.chunks(1_000) {
+        let _: () = redis::cmd("DEL")
+            .arg(chunk)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -387,4 +403,5 @@ async fn a_backlog_of_20_000_tasks_on_redis_drains_completely() {
     assert_eq!(queue.depth("default").await.expect("depth"), 0);
     let _ = stop.send(());
     workers.await.expect("join").expect("workers stop cleanly");
+    assert_eq!(queue.vacuum("default").await.expect("vacuum"), N as u64);
 }

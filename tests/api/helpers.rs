@@ -4,8 +4,9 @@
 //! Two backend sets run the same tests:
 //! - `Embedded`: a temporary SQLite file for job records and queues.
 //! - `Production`: Postgres and Redis from `TEST_DATABASE_URL` and `TEST_REDIS_URL`,
-//!   a fresh database and a fresh queue prefix per test. These tests fail (never skip)
-//!   when the variables are missing; `.ci/run` sets them.
+//!   or, when those are unset and a Docker engine answers, containers started with
+//!   testcontainers for the test; a fresh database and a fresh queue prefix per test.
+//!   With neither, these tests fail (never skip); `.ci/run` sets the variables.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -13,6 +14,9 @@ use std::time::{Duration, Instant};
 use conveyor::{Backends, Config, Role};
 use jobs::config::{BackendConfig, DeliveryConfig};
 use serde_json::{Value, json};
+use testcontainers::core::{IntoContainerPort, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -32,23 +36,86 @@ pub(crate) struct TestApp {
     pub(crate) backends: Backends,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+    _resources: Resources,
+}
+
+/// What a test's backends live in; dropped (and removed) with the test.
+pub(crate) struct Resources {
     _dir: tempfile::TempDir,
+    _containers: Vec<ContainerAsync<GenericImage>>,
+}
+
+/// Postgres (admin URL) and Redis for the production stack.
+struct Servers {
+    admin_url: String,
+    redis_url: String,
+    containers: Vec<ContainerAsync<GenericImage>>,
+}
+
+async fn production_servers() -> Servers {
+    if let (Ok(admin_url), Ok(redis_url)) = (
+        std::env::var("TEST_DATABASE_URL"),
+        std::env::var("TEST_REDIS_URL"),
+    ) {
+        return Servers {
+            admin_url,
+            redis_url,
+            containers: Vec::new(),
+        };
+    }
+    match start_containers().await {
+        Ok(servers) => servers,
+        Err(err) => panic!(
+            "the production-stack tests need Postgres and Redis: set TEST_DATABASE_URL and \
+             TEST_REDIS_URL (see README, 'Quick start'), or run a Docker engine for \
+             testcontainers ({err}); they never skip"
+        ),
+    }
+}
+
+/// Postgres 16 (trust auth) and Redis 7 in containers, for machines with Docker.
+async fn start_containers() -> Result<Servers, testcontainers::TestcontainersError> {
+    let postgres = GenericImage::new("postgres", "16")
+        .with_exposed_port(5432.tcp())
+        .with_wait_for(WaitFor::message_on_stderr(
+            "database system is ready to accept connections",
+        ))
+        .with_env_var("POSTGRES_HOST_AUTH_METHOD", "trust")
+        .start()
+        .await?;
+    let redis = GenericImage::new("redis", "7")
+        .with_exposed_port(6379.tcp())
+        .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
+        .start()
+        .await?;
+    let pg_port = postgres.get_host_port_ipv4(5432).await?;
+    let redis_port = redis.get_host_port_ipv4(6379).await?;
+    Ok(Servers {
+        admin_url: format!("postgres://postgres@127.0.0.1:{pg_port}/postgres"),
+        redis_url: format!("redis://127.0.0.1:{redis_port}"),
+        containers: vec![postgres, redis],
+    })
 }
 
 /// A fresh configuration for `stack`: its own database and queue namespace, and
 /// delivery settings fast enough for tests (short backoff, short heartbeats).
-pub(crate) async fn test_config(stack: Stack) -> (Config, tempfile::TempDir) {
+pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
     let dir = tempfile::tempdir().expect("temp dir");
     let suffix = ulid::Ulid::generate().to_string().to_lowercase();
+    let mut containers = Vec::new();
     let (database_url, redis_url) = match stack {
         Stack::Embedded => (
             format!("sqlite://{}/conveyor.db?mode=rwc", dir.path().display()),
             None,
         ),
-        Stack::Production => (
-            fresh_postgres_database(&suffix).await,
-            Some(required_env("TEST_REDIS_URL")),
-        ),
+        Stack::Production => {
+            let servers = production_servers().await;
+            containers = servers.containers;
+            (
+                fresh_postgres_database(&servers.admin_url, &suffix).await,
+                Some(servers.redis_url),
+            )
+        }
     };
     let config = Config {
         backends: BackendConfig {
@@ -73,6 +140,7 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, tempfile::TempDir) {
             bind_addr: "127.0.0.1:0".to_owned(),
             ..api::ApiConfig::default()
         },
+        fanout: api::FanoutConfig::default(),
         worker: worker::WorkerConfig {
             concurrency: 8,
             queues: Vec::new(),
@@ -83,23 +151,19 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, tempfile::TempDir) {
             stuck_after_secs: 900,
         },
     };
-    (config, dir)
+    (
+        config,
+        Resources {
+            _dir: dir,
+            _containers: containers,
+        },
+    )
 }
 
-fn required_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: the production-stack tests need Postgres and Redis \
-             (see README, 'Running the tests'); they never skip"
-        )
-    })
-}
-
-/// Creates an empty database named after `suffix` on `TEST_DATABASE_URL`'s server.
-async fn fresh_postgres_database(suffix: &str) -> String {
+/// Creates an empty database named after `suffix` on `admin_url`'s server.
+async fn fresh_postgres_database(admin_url: &str, suffix: &str) -> String {
     use sea_orm::{ConnectionTrait, Database};
-    let admin_url = required_env("TEST_DATABASE_URL");
-    let admin = Database::connect(&admin_url)
+    let admin = Database::connect(admin_url)
         .await
         .expect("TEST_DATABASE_URL must accept connections");
     let name = format!("conveyor_test_{suffix}");
@@ -110,7 +174,7 @@ async fn fresh_postgres_database(suffix: &str) -> String {
     admin.close().await.ok();
     let (base, query) = match admin_url.split_once('?') {
         Some((base, query)) => (base, format!("?{query}")),
-        None => (admin_url.as_str(), String::new()),
+        None => (admin_url, String::new()),
     };
     let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
     format!("{server}/{name}{query}")
@@ -118,12 +182,12 @@ async fn fresh_postgres_database(suffix: &str) -> String {
 
 /// The whole system (api, workers, scheduler) on `stack`.
 pub(crate) async fn spawn_app(stack: Stack) -> TestApp {
-    let (config, dir) = test_config(stack).await;
-    spawn_with(config, dir, Role::All).await
+    let (config, resources) = test_config(stack).await;
+    spawn_with(config, resources, Role::All).await
 }
 
 /// `role` in this process over `config`; migrations are applied first.
-pub(crate) async fn spawn_with(config: Config, dir: tempfile::TempDir, role: Role) -> TestApp {
+pub(crate) async fn spawn_with(config: Config, resources: Resources, role: Role) -> TestApp {
     let backends = conveyor::connect(&config, true)
         .await
         .expect("backends connect");
@@ -146,7 +210,7 @@ pub(crate) async fn spawn_with(config: Config, dir: tempfile::TempDir, role: Rol
         backends,
         shutdown: Some(tx),
         handle: Some(handle),
-        _dir: dir,
+        _resources: resources,
     }
 }
 
