@@ -33,6 +33,9 @@ pub struct Config {
     /// The HTTP api.
     #[command(flatten)]
     pub api: api::ApiConfig,
+    /// The fan-out routes.
+    #[command(flatten)]
+    pub fanout: api::FanoutConfig,
     /// The workers.
     #[command(flatten)]
     pub worker: worker::WorkerConfig,
@@ -118,6 +121,7 @@ pub async fn run(
             metrics: backends.metrics.clone(),
             config: config.api.clone(),
             delivery: config.delivery.clone(),
+            fanout: api::fanout::FanoutState::new(config.fanout.clone()),
         };
         let stop = shutdown.clone();
         tasks.spawn(async move {

@@ -30,6 +30,14 @@ enum Command {
     Scheduler(RunArgs),
     /// Applies database migrations, then exits.
     Migrate(RunArgs),
+    /// Stand-ins for the upstream services (the unreliable work server), for demos.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SandboxArgs {
+    #[command(flatten)]
+    config: sandbox::SandboxConfig,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +69,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Api(args) => (Role::Api, args),
         Command::Worker(args) => (Role::Worker, args),
         Command::Scheduler(args) => (Role::Scheduler, args),
+        Command::Sandbox(args) => {
+            let listener = TcpListener::bind(&args.config.bind_addr)
+                .map_err(|e| anyhow::anyhow!("binding {}: {e}", args.config.bind_addr))?;
+            tracing::info!(addr = %listener.local_addr()?, "sandbox serving /work");
+            sandbox::serve(listener, args.config, shutdown_signal()).await?;
+            return Ok(());
+        }
         Command::Migrate(args) => {
             conveyor::migrate(&args.config).await?;
             tracing::info!("migrations applied");

@@ -8,6 +8,7 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, Server};
 use poem_openapi::OpenApiService;
 
 use crate::error::ErrorBody;
+use crate::fanout::FanoutApi;
 use crate::jobs::JobsApi;
 use crate::state::AppState;
 use crate::system::SystemApi;
@@ -15,7 +16,11 @@ use crate::system::SystemApi;
 /// Every route, the explorer at `/docs` and the document at `/openapi.json`.
 pub fn app(state: AppState) -> impl Endpoint {
     let api = OpenApiService::new(
-        (SystemApi::new(state.clone()), JobsApi::new(state.clone())),
+        (
+            SystemApi::new(state.clone()),
+            JobsApi::new(state.clone()),
+            FanoutApi::new(state.fanout.clone()),
+        ),
         "Conveyor",
         env!("CARGO_PKG_VERSION"),
     )

@@ -32,3 +32,33 @@ impl Default for ApiConfig {
         }
     }
 }
+
+/// Settings of the fan-out routes (SPEC §5).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutConfig {
+    /// The upstream work server (GET).
+    #[arg(long, env = "WORK_URL", default_value = "http://127.0.0.1:5001/work")]
+    pub work_url: String,
+    /// Upstream requests in flight at once across all fan-out routes; a fan-out that
+    /// would exceed it is answered 503.
+    #[arg(long, env = "FANOUT_MAX_INFLIGHT", default_value_t = 3_000)]
+    pub max_inflight: usize,
+    /// Longest a fan-out may take, in ms: `smart`'s deadline when none is given, and
+    /// the cap of every `timeout`.
+    #[arg(long, env = "FANOUT_MAX_MS", default_value_t = 30_000)]
+    pub max_ms: u64,
+    /// How long `smart` waits on its first request before firing two more, in ms.
+    #[arg(long, env = "FANOUT_HEDGE_MS", default_value_t = 300)]
+    pub hedge_ms: u64,
+}
+
+impl Default for FanoutConfig {
+    fn default() -> Self {
+        FanoutConfig {
+            work_url: "http://127.0.0.1:5001/work".to_owned(),
+            max_inflight: 3_000,
+            max_ms: 30_000,
+            hedge_ms: 300,
+        }
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`enqueue`]: create a job record and push its first task, honouring `Idempotency-Key`.
 //! - [`system`]: `/`, `/ping`, `/health`, `/ready`, `/metrics`.
 //! - [`jobs`]: `/jobs…` and `/queues`.
+//! - [`fanout`]: `/api/all`, `/api/first`, `/api/within-timeout`, `/api/smart`.
 //! - [`app`]: the routes, `/docs` and `/openapi.json` assembled; [`serve`] runs them.
 #![warn(missing_docs)]
 
@@ -15,10 +16,11 @@ pub mod app;
 pub mod config;
 pub mod enqueue;
 pub mod error;
+pub mod fanout;
 pub mod jobs;
 pub mod state;
 pub mod system;
 
 pub use app::{app, serve};
-pub use config::ApiConfig;
+pub use config::{ApiConfig, FanoutConfig};
 pub use state::AppState;

@@ -5,6 +5,7 @@ use jobs::metrics::Metrics;
 use jobs::{JobStore, Queue};
 
 use crate::config::ApiConfig;
+use crate::fanout::FanoutState;
 
 /// Shared state of the api, cheap to clone.
 #[derive(Debug, Clone)]
@@ -19,4 +20,6 @@ pub struct AppState {
     pub config: ApiConfig,
     /// Delivery settings (attempt budget of new jobs).
     pub delivery: DeliveryConfig,
+    /// The fan-out routes' client and in-flight bound.
+    pub fanout: FanoutState,
 }

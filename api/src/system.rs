@@ -155,6 +155,9 @@ impl SystemApi {
                 Err(err) => tracing::warn!(%err, queue, "queue depth unavailable for /metrics"),
             }
         }
+        self.state
+            .metrics
+            .fanout_in_flight(self.state.fanout.in_flight());
         PlainText(self.state.metrics.render())
     }
 }

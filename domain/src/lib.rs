@@ -2,9 +2,12 @@
 //! so it can be tested exhaustively.
 //!
 //! # Layout
+//! - [`fanout`]: the upstream fan-out policies (`all`, `first`, `within-timeout`,
+//!   `smart`) as clock-free state machines.
 //! - [`job`]: the job lifecycle (statuses and which transitions an operator may ask for).
 //! - [`retry`]: exponential backoff with jitter between attempts.
 #![warn(missing_docs)]
 
+pub mod fanout;
 pub mod job;
 pub mod retry;

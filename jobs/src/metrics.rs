@@ -51,6 +51,7 @@ pub struct Metrics {
     jobs: Family<JobLabels, Counter>,
     job_seconds: Family<KindLabels, Histogram>,
     queue_depth: Family<QueueLabels, Gauge>,
+    fanout_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -81,8 +82,15 @@ impl Metrics {
             "Tasks waiting per queue (ready and delayed), as of the last scrape",
             queue_depth.clone(),
         );
+        let fanout_in_flight = Gauge::default();
+        registry.register(
+            "fanout_in_flight",
+            "Upstream work requests in flight, as of the last scrape",
+            fanout_in_flight.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            fanout_in_flight,
             requests,
             jobs,
             job_seconds,
@@ -124,6 +132,12 @@ impl Metrics {
                 queue: queue.to_owned(),
             })
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    /// Records the fan-out routes' upstream requests in flight.
+    pub fn fanout_in_flight(&self, n: usize) {
+        self.fanout_in_flight
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

@@ -2,6 +2,7 @@
 //! Postgres + Redis.
 
 mod delivery;
+mod fanout;
 mod helpers;
 mod jobs_lifecycle;
 mod system;

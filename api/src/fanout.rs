@@ -1,0 +1,311 @@
+//! `/api/all`, `/api/first`, `/api/within-timeout`, `/api/smart` (SPEC §5): call the
+//! unreliable upstream work server under a deadline. Latency-bound, so no queue: the
+//! route drives a `domain::fanout` machine over reqwest calls and timers.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::fanout::{Answer, Command, Event, Failure, Fanout, Policy};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+
+use crate::config::FanoutConfig;
+
+#[derive(Tags)]
+enum FanoutTags {
+    /// Fan-out to the upstream work server with deadlines.
+    Fanout,
+}
+
+/// A successful upstream answer: HTTP 200 with `{"time": <integer>}`.
+#[derive(Debug, Clone, PartialEq, Eq, Object, Deserialize)]
+pub struct Work {
+    /// What the work server reported.
+    pub time: i64,
+}
+
+/// `{"error": "..."}`.
+#[derive(Debug, Clone, Object)]
+pub struct FanoutError {
+    /// What went wrong.
+    pub error: String,
+}
+
+fn error(message: impl Into<String>) -> Json<FanoutError> {
+    Json(FanoutError {
+        error: message.into(),
+    })
+}
+
+/// Answers of `all` and `within-timeout`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "many_bad_request")]
+pub enum ManyAnswer {
+    /// The successful answers, in arrival order.
+    #[oai(status = 200)]
+    Ok(Json<Vec<Work>>),
+    /// `timeout` missing, not an integer, or not positive.
+    #[oai(status = 400)]
+    BadRequest(Json<FanoutError>),
+    /// `all`: no request succeeded.
+    #[oai(status = 502)]
+    BadGateway(Json<FanoutError>),
+    /// Too many upstream requests in flight (`FANOUT_MAX_INFLIGHT`); try again.
+    #[oai(status = 503)]
+    Busy(Json<FanoutError>),
+    /// `all`: the timeout came before every request finished.
+    #[oai(status = 504)]
+    Timeout(Json<FanoutError>),
+}
+
+fn many_bad_request(err: poem::Error) -> ManyAnswer {
+    ManyAnswer::BadRequest(error(err.to_string()))
+}
+
+/// Answers of `first` and `smart`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "one_bad_request")]
+pub enum OneAnswer {
+    /// The first successful answer.
+    #[oai(status = 200)]
+    Ok(Json<Work>),
+    /// `timeout` missing (except for `smart`), not an integer, or not positive.
+    #[oai(status = 400)]
+    BadRequest(Json<FanoutError>),
+    /// Every request fired failed.
+    #[oai(status = 502)]
+    BadGateway(Json<FanoutError>),
+    /// Too many upstream requests in flight (`FANOUT_MAX_INFLIGHT`); try again.
+    #[oai(status = 503)]
+    Busy(Json<FanoutError>),
+    /// The timeout came before a success.
+    #[oai(status = 504)]
+    Timeout(Json<FanoutError>),
+}
+
+fn one_bad_request(err: poem::Error) -> OneAnswer {
+    OneAnswer::BadRequest(error(err.to_string()))
+}
+
+/// What the fan-out routes share: one pooled client and the in-flight bound.
+#[derive(Debug, Clone)]
+pub struct FanoutState {
+    client: reqwest::Client,
+    config: FanoutConfig,
+    permits: Arc<Semaphore>,
+}
+
+impl FanoutState {
+    /// A client and a bound of `config.max_inflight` upstream requests.
+    pub fn new(config: FanoutConfig) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(config.max_ms.min(5_000)))
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap_or_default();
+        let permits = Arc::new(Semaphore::new(config.max_inflight));
+        FanoutState {
+            client,
+            config,
+            permits,
+        }
+    }
+
+    /// Upstream requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.config.max_inflight - self.permits.available_permits()
+    }
+}
+
+/// Why a fan-out could not run.
+enum Refusal {
+    BadTimeout(String),
+    Busy,
+}
+
+/// Parses `timeout`: a positive integer number of milliseconds. `None` is allowed only
+/// where `optional`; every deadline is capped at `max_ms`.
+fn deadline(raw: Option<&str>, optional: bool, max_ms: u64) -> Result<Duration, Refusal> {
+    let max = Duration::from_millis(max_ms);
+    let Some(raw) = raw else {
+        return if optional {
+            Ok(max)
+        } else {
+            Err(Refusal::BadTimeout(
+                "timeout is required: a positive integer number of milliseconds".into(),
+            ))
+        };
+    };
+    match raw.trim().parse::<i128>() {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(
+            u64::try_from(ms).unwrap_or(u64::MAX).min(max_ms),
+        )),
+        Ok(_) => Err(Refusal::BadTimeout(format!(
+            "timeout must be a positive number of milliseconds, got '{raw}'"
+        ))),
+        Err(_) => Err(Refusal::BadTimeout(format!(
+            "timeout must be an integer number of milliseconds, got '{raw}'"
+        ))),
+    }
+}
+
+/// One upstream call: success is HTTP 200 with `{"time": <integer>}`, anything else a
+/// failure (logged, then reported to the machine without detail).
+async fn call(client: reqwest::Client, url: String) -> Result<Work, Failure> {
+    let outcome = async {
+        let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("status {status}"));
+        }
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        serde_json::from_slice::<Work>(&body).map_err(|e| format!("body: {e}"))
+    }
+    .await;
+    outcome.map_err(|reason| {
+        tracing::debug!(%reason, "upstream work request failed");
+        Failure
+    })
+}
+
+impl FanoutState {
+    /// Runs `policy` until it answers or `limit` passes. Returning drops every request
+    /// still in flight (their futures are dropped with `in_flight`).
+    async fn run(&self, policy: Policy, limit: Duration) -> Result<Answer<Work>, Refusal> {
+        // All three permits up front: a fan-out either runs whole or is refused, so the
+        // bound holds without waiting and memory stays bounded under overload.
+        let _permits = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(domain::fanout::FANOUT as u32)
+            .map_err(|_| Refusal::Busy)?;
+        let deadline = tokio::time::sleep_until(Instant::now() + limit);
+        tokio::pin!(deadline);
+        let mut in_flight = FuturesUnordered::new();
+        let mut hedge: Option<Pin<Box<Sleep>>> = None;
+        let (mut machine, mut commands) = Fanout::start(policy);
+        loop {
+            for command in commands.drain(..) {
+                match command {
+                    Command::Fire(id) => {
+                        let call = call(self.client.clone(), self.config.work_url.clone());
+                        in_flight.push(async move { (id, call.await) });
+                    }
+                    Command::StartHedgeTimer(after) => {
+                        hedge = Some(Box::pin(tokio::time::sleep(after)));
+                    }
+                    Command::Answer(answer) => return Ok(answer),
+                }
+            }
+            let event = tokio::select! {
+                // Finished requests first: a success that is ready when the deadline
+                // also fires arrived within the timeout and must count.
+                biased;
+                Some((request, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    Event::Finished { request, outcome }
+                }
+                () = &mut deadline => Event::Deadline,
+                () = async { if let Some(timer) = hedge.as_mut() { timer.await } }, if hedge.is_some() => {
+                    hedge = None;
+                    Event::HedgeTimer
+                }
+            };
+            commands = machine.on_event(event);
+        }
+    }
+}
+
+/// The fan-out routes.
+#[derive(Debug, Clone)]
+pub struct FanoutApi {
+    state: FanoutState,
+}
+
+impl FanoutApi {
+    /// The routes over `state`.
+    pub fn new(state: FanoutState) -> Self {
+        FanoutApi { state }
+    }
+
+    async fn many(&self, policy: Policy, timeout: Option<&str>) -> ManyAnswer {
+        let answer = match deadline(timeout, false, self.state.config.max_ms) {
+            Ok(limit) => self.state.run(policy, limit).await,
+            Err(refusal) => Err(refusal),
+        };
+        match answer {
+            Ok(Answer::Ok(works)) => ManyAnswer::Ok(Json(works)),
+            Ok(Answer::Single(work)) => ManyAnswer::Ok(Json(vec![work])),
+            Ok(Answer::AllFailed) => ManyAnswer::BadGateway(error("every upstream request failed")),
+            Ok(Answer::DeadlineExceeded) => {
+                ManyAnswer::Timeout(error("the timeout passed before every request finished"))
+            }
+            Err(Refusal::BadTimeout(message)) => ManyAnswer::BadRequest(error(message)),
+            Err(Refusal::Busy) => ManyAnswer::Busy(error(busy_message())),
+        }
+    }
+
+    async fn one(&self, policy: Policy, timeout: Option<&str>, optional: bool) -> OneAnswer {
+        let answer = match deadline(timeout, optional, self.state.config.max_ms) {
+            Ok(limit) => self.state.run(policy, limit).await,
+            Err(refusal) => Err(refusal),
+        };
+        match answer {
+            Ok(Answer::Single(work)) => OneAnswer::Ok(Json(work)),
+            Ok(Answer::Ok(mut works)) if !works.is_empty() => OneAnswer::Ok(Json(works.remove(0))),
+            Ok(Answer::Ok(_) | Answer::AllFailed) => {
+                OneAnswer::BadGateway(error("every upstream request failed"))
+            }
+            Ok(Answer::DeadlineExceeded) => {
+                OneAnswer::Timeout(error("the timeout passed before any request succeeded"))
+            }
+            Err(Refusal::BadTimeout(message)) => OneAnswer::BadRequest(error(message)),
+            Err(Refusal::Busy) => OneAnswer::Busy(error(busy_message())),
+        }
+    }
+}
+
+fn busy_message() -> String {
+    "too many upstream requests in flight; try again shortly".to_owned()
+}
+
+#[OpenApi(tag = "FanoutTags::Fanout")]
+impl FanoutApi {
+    /// Fires 3 requests at once; when all 3 have finished, answers the successful ones
+    /// (502 if none succeeded); 504 if `timeout` (ms) comes first.
+    #[oai(path = "/api/all", method = "get")]
+    async fn all(&self, timeout: Query<Option<String>>) -> ManyAnswer {
+        self.many(Policy::All, timeout.0.as_deref()).await
+    }
+
+    /// Fires 3 requests at once; answers the first success, 502 as soon as all 3
+    /// failed, 504 if `timeout` (ms) comes first.
+    #[oai(path = "/api/first", method = "get")]
+    async fn first(&self, timeout: Query<Option<String>>) -> OneAnswer {
+        self.one(Policy::First, timeout.0.as_deref(), false).await
+    }
+
+    /// Fires 3 requests at once; answers the successes that arrived before `timeout`
+    /// (ms), possibly none. Never an error for upstream failures.
+    #[oai(path = "/api/within-timeout", method = "get")]
+    async fn within_timeout(&self, timeout: Query<Option<String>>) -> ManyAnswer {
+        self.many(Policy::WithinTimeout, timeout.0.as_deref()).await
+    }
+
+    /// Fires 1 request; a success within 300 ms is the answer. After 300 ms, or a
+    /// sooner failure, fires 2 more; the first success of the 3 wins; 502 when all 3
+    /// failed; 504 when `timeout` (ms; optional, capped by `FANOUT_MAX_MS`) comes first.
+    #[oai(path = "/api/smart", method = "get")]
+    async fn smart(&self, timeout: Query<Option<String>>) -> OneAnswer {
+        let policy = Policy::Smart {
+            hedge_after: Duration::from_millis(self.state.config.hedge_ms),
+        };
+        self.one(policy, timeout.0.as_deref(), true).await
+    }
+}
