@@ -151,7 +151,10 @@ async fn main() -> anyhow::Result<()> {
         store.clone(),
         queue.clone(),
         delivery.clone(),
-        jobs::metrics::Metrics::new(),
+        worker::handlers::Context {
+            metrics: jobs::metrics::Metrics::new(),
+            ..worker::handlers::Context::default()
+        },
     );
     let started = Instant::now();
     let mut consumers = tokio::task::JoinSet::new();

@@ -36,6 +36,9 @@ pub struct Config {
     /// The fan-out routes.
     #[command(flatten)]
     pub fanout: api::FanoutConfig,
+    /// Heavy math: limits and inline/queued routing.
+    #[command(flatten)]
+    pub math: jobs::math::MathConfig,
     /// The workers.
     #[command(flatten)]
     pub worker: worker::WorkerConfig,
@@ -122,6 +125,7 @@ pub async fn run(
             config: config.api.clone(),
             delivery: config.delivery.clone(),
             fanout: api::fanout::FanoutState::new(config.fanout.clone()),
+            math: config.math.clone(),
         };
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -135,7 +139,10 @@ pub async fn run(
             backends.store.clone(),
             backends.queue.clone(),
             config.delivery.clone(),
-            backends.metrics.clone(),
+            worker::handlers::Context {
+                math: config.math.clone(),
+                metrics: backends.metrics.clone(),
+            },
         );
         let queue = backends.queue.clone();
         let worker_config = config.worker.clone();

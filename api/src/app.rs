@@ -10,6 +10,7 @@ use poem_openapi::OpenApiService;
 use crate::error::ErrorBody;
 use crate::fanout::FanoutApi;
 use crate::jobs::JobsApi;
+use crate::math::MathApi;
 use crate::state::AppState;
 use crate::system::SystemApi;
 
@@ -19,6 +20,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         (
             SystemApi::new(state.clone()),
             JobsApi::new(state.clone()),
+            MathApi::new(state.clone()),
             FanoutApi::new(state.fanout.clone()),
         ),
         "Conveyor",

@@ -8,6 +8,7 @@
 //! - [`enqueue`]: create a job record and push its first task, honouring `Idempotency-Key`.
 //! - [`system`]: `/`, `/ping`, `/health`, `/ready`, `/metrics`.
 //! - [`jobs`]: `/jobs…` and `/queues`.
+//! - [`math`]: `/factorial`, `/fibonacci`, `/ackermann`, `POST /jobs/math`.
 //! - [`fanout`]: `/api/all`, `/api/first`, `/api/within-timeout`, `/api/smart`.
 //! - [`app`]: the routes, `/docs` and `/openapi.json` assembled; [`serve`] runs them.
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ pub mod enqueue;
 pub mod error;
 pub mod fanout;
 pub mod jobs;
+pub mod math;
 pub mod state;
 pub mod system;
 

@@ -22,4 +22,6 @@ pub struct AppState {
     pub delivery: DeliveryConfig,
     /// The fan-out routes' client and in-flight bound.
     pub fanout: FanoutState,
+    /// Limits and routing of the math routes.
+    pub math: jobs::math::MathConfig,
 }

@@ -5,9 +5,14 @@
 //! - [`fanout`]: the upstream fan-out policies (`all`, `first`, `within-timeout`,
 //!   `smart`) as clock-free state machines.
 //! - [`job`]: the job lifecycle (statuses and which transitions an operator may ask for).
+//! - [`math`]: exact factorial, Fibonacci and Ackermann on big integers, their cost
+//!   estimates, and a fast decimal rendering.
+//! - [`pyint`]: integers parsed exactly as Python's `int(str)` parses them.
 //! - [`retry`]: exponential backoff with jitter between attempts.
 #![warn(missing_docs)]
 
 pub mod fanout;
 pub mod job;
+pub mod math;
+pub mod pyint;
 pub mod retry;

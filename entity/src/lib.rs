@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //! - [`job`]: one row per job (SPEC §0 job record).
+//! - [`math_result`]: cached values of heavy math.
 //! - [`idempotency_key`]: `Idempotency-Key` header → the first job made with it.
 #![warn(missing_docs)]
 
 pub mod idempotency_key;
 pub mod job;
+pub mod math_result;

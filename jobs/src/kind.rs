@@ -12,16 +12,30 @@ pub enum JobKind {
     /// `system.noop`: no effect but its job record; proves the pipeline and drives
     /// benchmarks and fault tests (it can sleep and fail on request, see [`NoopArgs`]).
     SystemNoop,
+    /// `math.factorial`: n! (arguments: [`crate::math::MathArgs`]).
+    MathFactorial,
+    /// `math.fibonacci`: F(n).
+    MathFibonacci,
+    /// `math.ackermann`: A(m, n).
+    MathAckermann,
 }
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 1] = [JobKind::SystemNoop];
+    pub const ALL: [JobKind; 4] = [
+        JobKind::SystemNoop,
+        JobKind::MathFactorial,
+        JobKind::MathFibonacci,
+        JobKind::MathAckermann,
+    ];
 
     /// The wire name, e.g. `system.noop`.
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::SystemNoop => "system.noop",
+            JobKind::MathFactorial => "math.factorial",
+            JobKind::MathFibonacci => "math.fibonacci",
+            JobKind::MathAckermann => "math.ackermann",
         }
     }
 
@@ -29,6 +43,8 @@ impl JobKind {
     pub fn queue(self) -> &'static str {
         match self {
             JobKind::SystemNoop => "default",
+            // Heavy CPU work gets its own queue, so that it cannot starve the rest.
+            JobKind::MathFactorial | JobKind::MathFibonacci | JobKind::MathAckermann => "math",
         }
     }
 }
@@ -58,6 +74,7 @@ impl FromStr for JobKind {
 /// Every logical queue, for workers that consume all of them.
 pub fn all_queues() -> Vec<&'static str> {
     let mut queues: Vec<_> = JobKind::ALL.into_iter().map(JobKind::queue).collect();
+    queues.sort_unstable();
     queues.dedup();
     queues
 }

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: configuration of backends and delivery, read from the environment.
 //! - [`kind`]: the job kinds, their queues and their argument types.
+//! - [`math`]: arguments, limits and computation of the `math.*` jobs.
 //! - [`envelope`]: what travels on a queue: a job id, its kind and arguments.
 //! - [`db`]: connecting to the database and applying migrations.
 //! - [`store`]: job records: creation, lifecycle transitions, queries.
@@ -14,6 +15,7 @@ pub mod config;
 pub mod db;
 pub mod envelope;
 pub mod kind;
+pub mod math;
 pub mod metrics;
 pub mod queue;
 pub mod store;

@@ -52,6 +52,14 @@ pub struct Metrics {
     job_seconds: Family<KindLabels, Histogram>,
     queue_depth: Family<QueueLabels, Gauge>,
     fanout_in_flight: Gauge,
+    math_seconds: Family<AlgoLabels, Histogram>,
+}
+
+/// Labels of a math computation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlgoLabels {
+    /// `factorial`, `fibonacci` or `ackermann`.
+    pub algo: String,
 }
 
 impl Default for Metrics {
@@ -88,9 +96,18 @@ impl Metrics {
             "Upstream work requests in flight, as of the last scrape",
             fanout_in_flight.clone(),
         );
+        let math_seconds = Family::<AlgoLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.000_01, 4.0, 12))) as fn() -> Histogram,
+        );
+        registry.register(
+            "math_duration_seconds",
+            "Time to compute and render one math value, inline or in a job, by algo",
+            math_seconds.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             fanout_in_flight,
+            math_seconds,
             requests,
             jobs,
             job_seconds,
@@ -138,6 +155,15 @@ impl Metrics {
     pub fn fanout_in_flight(&self, n: usize) {
         self.fanout_in_flight
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Records one math computation.
+    pub fn math(&self, algo: &str, elapsed: Duration) {
+        self.math_seconds
+            .get_or_create(&AlgoLabels {
+                algo: algo.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The Prometheus text exposition.

@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_job_records;
+mod m20261123_000002_create_math_results;
 
 /// All migrations, in order.
 #[derive(Debug)]
@@ -13,6 +14,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_create_job_records::Migration)]
+        vec![
+            Box::new(m20261123_000001_create_job_records::Migration),
+            Box::new(m20261123_000002_create_math_results::Migration),
+        ]
     }
 }

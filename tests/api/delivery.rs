@@ -119,7 +119,10 @@ async fn a_task_delivered_twice_at_once_finishes_its_job_once(stack: Stack) {
         app.backends.store.clone(),
         app.backends.queue.clone(),
         config.delivery.clone(),
-        app.backends.metrics.clone(),
+        worker::handlers::Context {
+            metrics: app.backends.metrics.clone(),
+            ..worker::handlers::Context::default()
+        },
     );
     let (a, b) = tokio::join!(
         executor.execute(envelope.clone(), "worker-a"),
@@ -371,7 +374,10 @@ async fn a_backlog_of_20_000_tasks_on_redis_drains_completely() {
         store.clone(),
         queue.clone(),
         config.delivery.clone(),
-        api.backends.metrics.clone(),
+        worker::handlers::Context {
+            metrics: api.backends.metrics.clone(),
+            ..worker::handlers::Context::default()
+        },
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let workers = tokio::spawn(worker::run(

@@ -141,6 +141,12 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
             ..api::ApiConfig::default()
         },
         fanout: api::FanoutConfig::default(),
+        math: jobs::math::MathConfig {
+            // Small enough that the queued path is exercised by modest inputs.
+            inline_max_bits: 10_000,
+            wait_ms: 5_000,
+            ..jobs::math::MathConfig::default()
+        },
         worker: worker::WorkerConfig {
             concurrency: 8,
             queues: Vec::new(),

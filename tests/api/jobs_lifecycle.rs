@@ -124,7 +124,10 @@ async fn a_queued_job_can_be_cancelled_and_never_runs() {
         api_only.backends.store.clone(),
         api_only.backends.queue.clone(),
         config.delivery.clone(),
-        api_only.backends.metrics.clone(),
+        worker::handlers::Context {
+            metrics: api_only.backends.metrics.clone(),
+            ..worker::handlers::Context::default()
+        },
     );
     let record = api_only
         .backends

@@ -5,4 +5,5 @@ mod delivery;
 mod fanout;
 mod helpers;
 mod jobs_lifecycle;
+mod math;
 mod system;

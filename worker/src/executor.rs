@@ -21,6 +21,7 @@ pub struct Executor {
     queue: Queue,
     delivery: DeliveryConfig,
     metrics: Metrics,
+    context: handlers::Context,
 }
 
 /// How one delivery ended, for logs and tests.
@@ -46,13 +47,14 @@ impl Executor {
         store: JobStore,
         queue: Queue,
         delivery: DeliveryConfig,
-        metrics: Metrics,
+        context: handlers::Context,
     ) -> Arc<Self> {
         Arc::new(Executor {
             store,
             queue,
             delivery,
-            metrics,
+            metrics: context.metrics.clone(),
+            context,
         })
     }
 
@@ -83,7 +85,9 @@ impl Executor {
             Err(unknown) => unknown.to_string(),
             Ok(kind) => {
                 let timeout = self.delivery.timeout();
-                let attempt = tokio::time::timeout(timeout, handlers::run(kind, &record)).await;
+                let attempt =
+                    tokio::time::timeout(timeout, handlers::run(kind, &record, &self.context))
+                        .await;
                 *ran = Some(started.elapsed());
                 match attempt {
                     Ok(Ok(output)) => {

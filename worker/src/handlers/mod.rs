@@ -1,9 +1,12 @@
 //! Job handlers, one module per feature. A handler turns a job record's arguments into
 //! a result and, optionally, an effect the executor applies with the success record.
 
+pub mod math;
 pub mod system;
 
 use jobs::JobKind;
+use jobs::math::MathConfig;
+use jobs::metrics::Metrics;
 use jobs::store::{Effect, JobRecord};
 use serde_json::Value;
 
@@ -37,9 +40,25 @@ pub enum HandlerError {
     Failed(String),
 }
 
+/// What handlers may need besides the job record.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Limits of the math jobs.
+    pub math: MathConfig,
+    /// Process metrics.
+    pub metrics: Metrics,
+}
+
 /// Runs the handler of `kind` for one attempt of `record`.
-pub async fn run(kind: JobKind, record: &JobRecord) -> Result<Output, HandlerError> {
+pub async fn run(
+    kind: JobKind,
+    record: &JobRecord,
+    context: &Context,
+) -> Result<Output, HandlerError> {
     match kind {
         JobKind::SystemNoop => system::noop(record).await,
+        JobKind::MathFactorial | JobKind::MathFibonacci | JobKind::MathAckermann => {
+            math::run(kind, record, context).await
+        }
     }
 }

@@ -1,0 +1,415 @@
+//! `/factorial`, `/fibonacci`, `/ackermann` and `POST /jobs/math` (SPEC §3).
+//!
+//! Inputs are parsed as Python's `int()` parses them. Cheap inputs are computed inline;
+//! the rest run as `math.*` jobs that the route waits for up to `MATH_WAIT_MS`, then
+//! answers 202. Values computed by jobs are cached, so a repeat is a read. Results are
+//! exact JSON integers of any size: the digits are written into the body directly.
+
+use std::time::{Duration, Instant};
+
+use domain::pyint::parse_int;
+use jobs::math::{Algo, MathArgs, MathConfig, compute};
+use num_bigint::Sign;
+use num_traits::ToPrimitive;
+use poem::{IntoResponse, Response};
+use poem_openapi::param::{Header, Query};
+use poem_openapi::payload::{Json, Payload};
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
+
+use crate::enqueue::enqueue;
+use crate::error::ErrorBody;
+use crate::jobs::{Accepted, EnqueueAnswer};
+use crate::state::AppState;
+
+#[derive(Tags)]
+enum MathTags {
+    /// Exact big-integer math.
+    Math,
+}
+
+/// `{"algo": "...", "result": <exact integer>, "status": "success"}`, with the result
+/// written as a JSON number of any size (never a float, an exponent or a string).
+#[derive(Debug, Clone)]
+pub struct MathSuccess {
+    algo: Algo,
+    digits: String,
+}
+
+impl Payload for MathSuccess {
+    const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type.starts_with("application/json")
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        let text = |description: &'static str| {
+            MetaSchemaRef::Inline(Box::new(MetaSchema {
+                description: Some(description),
+                ..MetaSchema::new("string")
+            }))
+        };
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            rust_typename: Some("MathSuccess"),
+            required: vec!["algo", "result", "status"],
+            properties: vec![
+                ("algo", text("`factorial`, `fibonacci` or `ackermann`")),
+                (
+                    "result",
+                    MetaSchemaRef::Inline(Box::new(MetaSchema {
+                        description: Some(
+                            "The exact value: a JSON integer of any size (no fraction, no exponent).",
+                        ),
+                        ..MetaSchema::new("integer")
+                    })),
+                ),
+                ("status", text("`success`")),
+            ],
+            ..MetaSchema::new("object")
+        }))
+    }
+
+    fn register(_registry: &mut Registry) {}
+}
+
+impl IntoResponse for MathSuccess {
+    fn into_response(self) -> Response {
+        let algo = self.algo.as_str();
+        let mut body = String::with_capacity(self.digits.len() + algo.len() + 40);
+        body.push_str("{\"algo\":\"");
+        body.push_str(algo);
+        body.push_str("\",\"result\":");
+        body.push_str(&self.digits);
+        body.push_str(",\"status\":\"success\"}");
+        Response::builder()
+            .content_type(Self::CONTENT_TYPE)
+            .body(body)
+    }
+}
+
+/// `{"algo": "...", "result": "<message>", "status": "failed"}`.
+#[derive(Debug, Clone, Object)]
+pub struct MathFailure {
+    /// The function asked for.
+    pub algo: String,
+    /// What was wrong.
+    pub result: String,
+    /// `failed`.
+    pub status: String,
+}
+
+fn failed(algo: &str, message: impl Into<String>) -> Json<MathFailure> {
+    Json(MathFailure {
+        algo: algo.to_owned(),
+        result: message.into(),
+        status: "failed".to_owned(),
+    })
+}
+
+/// Answers of the math routes.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "math_bad_request")]
+pub enum MathAnswer {
+    /// The exact value.
+    #[oai(status = 200)]
+    Ok(MathSuccess),
+    /// Still computing after `MATH_WAIT_MS`; follow the job at `Location`.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>, #[oai(header = "Location")] String),
+    /// Missing, malformed, negative or over-limit input.
+    #[oai(status = 400)]
+    BadRequest(Json<MathFailure>),
+    /// The computation failed (its job is dead).
+    #[oai(status = 500)]
+    Failed(Json<MathFailure>),
+    /// The database or the queue is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<MathFailure>),
+}
+
+fn math_bad_request(err: poem::Error) -> MathAnswer {
+    MathAnswer::BadRequest(failed("unknown", err.to_string()))
+}
+
+/// Parses one parameter the way the old service did: missing → `Bad input`, else
+/// Python's `int()` rules and message, then `Negative Integer`.
+fn parameter(raw: Option<&str>) -> Result<u64, String> {
+    let raw = raw.ok_or_else(|| "Bad input".to_owned())?;
+    let value = parse_int(raw).map_err(|e| e.to_string())?;
+    if value.sign() == Sign::Minus {
+        return Err("Negative Integer".to_owned());
+    }
+    // Beyond u64 is beyond every limit; saturate so that the limit check names it.
+    Ok(value.to_u64().unwrap_or(u64::MAX))
+}
+
+/// Body of `POST /jobs/math`.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct MathRequest {
+    /// Which function.
+    pub algo: AlgoParam,
+    /// `n`.
+    pub n: u64,
+    /// Ackermann's `m` (required for `ackermann`, refused otherwise).
+    pub m: Option<u64>,
+}
+
+/// Which function.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum AlgoParam {
+    /// n!
+    Factorial,
+    /// F(n)
+    Fibonacci,
+    /// A(m, n)
+    Ackermann,
+}
+
+impl From<AlgoParam> for Algo {
+    fn from(a: AlgoParam) -> Self {
+        match a {
+            AlgoParam::Factorial => Algo::Factorial,
+            AlgoParam::Fibonacci => Algo::Fibonacci,
+            AlgoParam::Ackermann => Algo::Ackermann,
+        }
+    }
+}
+
+/// The math routes.
+#[derive(Debug, Clone)]
+pub struct MathApi {
+    state: AppState,
+}
+
+impl MathApi {
+    /// The routes over `state`.
+    pub fn new(state: AppState) -> Self {
+        MathApi { state }
+    }
+
+    fn config(&self) -> &MathConfig {
+        &self.state.math
+    }
+
+    /// Cache, inline, or queue-and-wait.
+    async fn answer(&self, args: MathArgs) -> MathAnswer {
+        let algo = args.algo.as_str();
+        if let Err(message) = self.config().check(&args) {
+            return MathAnswer::BadRequest(failed(algo, message));
+        }
+        let key = args.cache_key();
+        match jobs::math::cached(self.state.store.db(), &key).await {
+            Ok(Some(hit)) => {
+                return MathAnswer::Ok(MathSuccess {
+                    algo: args.algo,
+                    digits: hit.digits,
+                });
+            }
+            Ok(None) => {}
+            Err(err) => {
+                return MathAnswer::Unavailable(failed(
+                    algo,
+                    format!("database unavailable: {err}"),
+                ));
+            }
+        }
+        if self.config().is_cheap(&args) {
+            let config = self.config().clone();
+            let computed = tokio::task::spawn_blocking(move || compute(&config, &args)).await;
+            return match computed {
+                Ok(Ok(computed)) => {
+                    self.state.metrics.math(algo, computed.elapsed);
+                    MathAnswer::Ok(MathSuccess {
+                        algo: args.algo,
+                        digits: computed.digits,
+                    })
+                }
+                Ok(Err(message)) => MathAnswer::BadRequest(failed(algo, message)),
+                Err(err) => MathAnswer::Failed(failed(algo, format!("computation aborted: {err}"))),
+            };
+        }
+        let job = match self.enqueue(args, None).await {
+            Ok(job) => job,
+            Err(answer) => return answer,
+        };
+        self.wait_for(args, &job).await
+    }
+
+    async fn enqueue(&self, args: MathArgs, key: Option<&str>) -> Result<String, MathAnswer> {
+        let algo = args.algo.as_str();
+        let json = serde_json::to_value(args)
+            .map_err(|e| MathAnswer::Failed(failed(algo, format!("encoding arguments: {e}"))))?;
+        match enqueue(&self.state, args.algo.kind(), json, key, "math").await {
+            Ok(done) => Ok(done.job.id),
+            Err(err) => Err(MathAnswer::Unavailable(failed(algo, err.to_string()))),
+        }
+    }
+
+    /// Waits up to `MATH_WAIT_MS` for the job, then answers with its value or 202.
+    async fn wait_for(&self, args: MathArgs, job_id: &str) -> MathAnswer {
+        let algo = args.algo.as_str();
+        let deadline = Instant::now() + self.config().wait();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.state.store.get(job_id).await {
+                Ok(Some(job)) if job.status == "succeeded" => {
+                    return match jobs::math::cached(self.state.store.db(), &args.cache_key()).await
+                    {
+                        Ok(Some(hit)) => MathAnswer::Ok(MathSuccess {
+                            algo: args.algo,
+                            digits: hit.digits,
+                        }),
+                        Ok(None) => MathAnswer::Failed(failed(
+                            algo,
+                            "the job succeeded but its value is not cached",
+                        )),
+                        Err(err) => MathAnswer::Unavailable(failed(
+                            algo,
+                            format!("database unavailable: {err}"),
+                        )),
+                    };
+                }
+                Ok(Some(job)) if job.status == "dead" => {
+                    let error = job.error.unwrap_or_default();
+                    return MathAnswer::Failed(failed(
+                        algo,
+                        format!("computation failed: {error}"),
+                    ));
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    return MathAnswer::Unavailable(failed(
+                        algo,
+                        format!("database unavailable: {err}"),
+                    ));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return MathAnswer::Accepted(
+                    Json(Accepted {
+                        job_id: job_id.to_owned(),
+                    }),
+                    format!("/jobs/{job_id}"),
+                );
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+#[OpenApi(tag = "MathTags::Math")]
+impl MathApi {
+    /// n! exactly. `n` is parsed like Python's `int()`; at most `FACTORIAL_MAX_N`.
+    #[oai(path = "/factorial", method = "get")]
+    async fn factorial(&self, n: Query<Option<String>>) -> MathAnswer {
+        match parameter(n.0.as_deref()) {
+            Ok(n) => {
+                self.answer(MathArgs {
+                    algo: Algo::Factorial,
+                    m: None,
+                    n,
+                })
+                .await
+            }
+            Err(message) => MathAnswer::BadRequest(failed("factorial", message)),
+        }
+    }
+
+    /// F(n) exactly (F(0) = 0, F(1) = 1); at most `FIBONACCI_MAX_N`.
+    #[oai(path = "/fibonacci", method = "get")]
+    async fn fibonacci(&self, n: Query<Option<String>>) -> MathAnswer {
+        match parameter(n.0.as_deref()) {
+            Ok(n) => {
+                self.answer(MathArgs {
+                    algo: Algo::Fibonacci,
+                    m: None,
+                    n,
+                })
+                .await
+            }
+            Err(message) => MathAnswer::BadRequest(failed("fibonacci", message)),
+        }
+    }
+
+    /// Ackermann–Péter A(m, n) exactly, for values of at most `ACKERMANN_MAX_BITS`
+    /// bits (A(4, 2) = 2^65536 − 3 is answered; A(4, 3) is refused).
+    #[oai(path = "/ackermann", method = "get")]
+    async fn ackermann(&self, m: Query<Option<String>>, n: Query<Option<String>>) -> MathAnswer {
+        let parsed = parameter(m.0.as_deref()).and_then(|m| Ok((m, parameter(n.0.as_deref())?)));
+        match parsed {
+            Ok((m, n)) => {
+                self.answer(MathArgs {
+                    algo: Algo::Ackermann,
+                    m: Some(m),
+                    n,
+                })
+                .await
+            }
+            Err(message) => MathAnswer::BadRequest(failed("ackermann", message)),
+        }
+    }
+
+    /// Always enqueues a `math.*` job (no inline path, no cache read): 202.
+    #[oai(path = "/jobs/math", method = "post")]
+    async fn enqueue_math(
+        &self,
+        body: Json<MathRequest>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+    ) -> EnqueueAnswer {
+        let algo: Algo = body.algo.into();
+        let m = match (algo, body.m) {
+            (Algo::Ackermann, None) => {
+                return EnqueueAnswer::BadRequest(Json(ErrorBody::new(
+                    "bad_request",
+                    "ackermann needs m",
+                )));
+            }
+            (Algo::Ackermann, m) => m,
+            (_, Some(_)) => {
+                return EnqueueAnswer::BadRequest(Json(ErrorBody::new(
+                    "bad_request",
+                    format!("{} takes no m", algo.as_str()),
+                )));
+            }
+            (_, None) => None,
+        };
+        let args = MathArgs { algo, m, n: body.n };
+        if let Err(message) = self.config().check(&args) {
+            return EnqueueAnswer::BadRequest(Json(ErrorBody::new("bad_request", message)));
+        }
+        let json = match serde_json::to_value(args) {
+            Ok(json) => json,
+            Err(err) => {
+                return EnqueueAnswer::BadRequest(Json(ErrorBody::new(
+                    "bad_request",
+                    err.to_string(),
+                )));
+            }
+        };
+        match enqueue(
+            &self.state,
+            algo.kind(),
+            json,
+            idempotency_key.0.as_deref(),
+            "POST /jobs/math",
+        )
+        .await
+        {
+            Ok(done) => {
+                let location = format!("/jobs/{}", done.job.id);
+                EnqueueAnswer::Accepted(
+                    Json(Accepted {
+                        job_id: done.job.id,
+                    }),
+                    location,
+                )
+            }
+            Err(err) => err.into(),
+        }
+    }
+}
