@@ -39,6 +39,9 @@ pub struct Config {
     /// Heavy math: limits and inline/queued routing.
     #[command(flatten)]
     pub math: jobs::math::MathConfig,
+    /// Report statistics: readiness gate and outlier band.
+    #[command(flatten)]
+    pub reports: jobs::reports::ReportsConfig,
     /// The workers.
     #[command(flatten)]
     pub worker: worker::WorkerConfig,
@@ -126,6 +129,7 @@ pub async fn run(
             delivery: config.delivery.clone(),
             fanout: api::fanout::FanoutState::new(config.fanout.clone()),
             math: config.math.clone(),
+            reports: config.reports.clone(),
         };
         let stop = shutdown.clone();
         tasks.spawn(async move {

@@ -11,6 +11,7 @@ use crate::error::ErrorBody;
 use crate::fanout::FanoutApi;
 use crate::jobs::JobsApi;
 use crate::math::MathApi;
+use crate::reports::ReportsApi;
 use crate::state::AppState;
 use crate::system::SystemApi;
 
@@ -20,6 +21,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         (
             SystemApi::new(state.clone()),
             JobsApi::new(state.clone()),
+            ReportsApi::new(state.clone()),
             MathApi::new(state.clone()),
             FanoutApi::new(state.fanout.clone()),
         ),

@@ -8,6 +8,7 @@
 //! - [`enqueue`]: create a job record and push its first task, honouring `Idempotency-Key`.
 //! - [`system`]: `/`, `/ping`, `/health`, `/ready`, `/metrics`.
 //! - [`jobs`]: `/jobs…` and `/queues`.
+//! - [`reports`]: `/process_report(s)`, `/process_statistics`, `/process_outliers`.
 //! - [`math`]: `/factorial`, `/fibonacci`, `/ackermann`, `POST /jobs/math`.
 //! - [`fanout`]: `/api/all`, `/api/first`, `/api/within-timeout`, `/api/smart`.
 //! - [`app`]: the routes, `/docs` and `/openapi.json` assembled; [`serve`] runs them.
@@ -20,6 +21,7 @@ pub mod error;
 pub mod fanout;
 pub mod jobs;
 pub mod math;
+pub mod reports;
 pub mod state;
 pub mod system;
 

@@ -24,4 +24,6 @@ pub struct AppState {
     pub fanout: FanoutState,
     /// Limits and routing of the math routes.
     pub math: jobs::math::MathConfig,
+    /// Thresholds of the report statistics.
+    pub reports: jobs::reports::ReportsConfig,
 }

@@ -8,6 +8,7 @@
 //! - [`math`]: exact factorial, Fibonacci and Ackermann on big integers, their cost
 //!   estimates, and a fast decimal rendering.
 //! - [`pyint`]: integers parsed exactly as Python's `int(str)` parses them.
+//! - [`stats`]: exact report statistics (mean, deviation, outliers) from aggregates.
 //! - [`retry`]: exponential backoff with jitter between attempts.
 #![warn(missing_docs)]
 
@@ -16,3 +17,4 @@ pub mod job;
 pub mod math;
 pub mod pyint;
 pub mod retry;
+pub mod stats;

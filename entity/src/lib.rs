@@ -4,9 +4,14 @@
 //! # Layout
 //! - [`job`]: one row per job (SPEC §0 job record).
 //! - [`math_result`]: cached values of heavy math.
+//! - [`report`], [`server_aggregate`], [`report_total`]: server process reports and
+//!   their aggregates.
 //! - [`idempotency_key`]: `Idempotency-Key` header → the first job made with it.
 #![warn(missing_docs)]
 
 pub mod idempotency_key;
 pub mod job;
 pub mod math_result;
+pub mod report;
+pub mod report_total;
+pub mod server_aggregate;

@@ -18,15 +18,19 @@ pub enum JobKind {
     MathFibonacci,
     /// `math.ackermann`: A(m, n).
     MathAckermann,
+    /// `reports.record`: store reports and fold them into the aggregates
+    /// (arguments: [`crate::reports::ReportsArgs`]).
+    ReportsRecord,
 }
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::SystemNoop,
         JobKind::MathFactorial,
         JobKind::MathFibonacci,
         JobKind::MathAckermann,
+        JobKind::ReportsRecord,
     ];
 
     /// The wire name, e.g. `system.noop`.
@@ -36,6 +40,7 @@ impl JobKind {
             JobKind::MathFactorial => "math.factorial",
             JobKind::MathFibonacci => "math.fibonacci",
             JobKind::MathAckermann => "math.ackermann",
+            JobKind::ReportsRecord => "reports.record",
         }
     }
 
@@ -45,6 +50,7 @@ impl JobKind {
             JobKind::SystemNoop => "default",
             // Heavy CPU work gets its own queue, so that it cannot starve the rest.
             JobKind::MathFactorial | JobKind::MathFibonacci | JobKind::MathAckermann => "math",
+            JobKind::ReportsRecord => "reports",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! - [`config`]: configuration of backends and delivery, read from the environment.
 //! - [`kind`]: the job kinds, their queues and their argument types.
 //! - [`math`]: arguments, limits and computation of the `math.*` jobs.
+//! - [`reports`]: the `reports.record` job's arguments, aggregate writes and reads.
 //! - [`envelope`]: what travels on a queue: a job id, its kind and arguments.
 //! - [`db`]: connecting to the database and applying migrations.
 //! - [`store`]: job records: creation, lifecycle transitions, queries.
@@ -18,6 +19,7 @@ pub mod kind;
 pub mod math;
 pub mod metrics;
 pub mod queue;
+pub mod reports;
 pub mod store;
 
 pub use envelope::Envelope;

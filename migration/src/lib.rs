@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_job_records;
 mod m20261123_000002_create_math_results;
+mod m20261123_000003_create_reports;
 
 /// All migrations, in order.
 #[derive(Debug)]
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_job_records::Migration),
             Box::new(m20261123_000002_create_math_results::Migration),
+            Box::new(m20261123_000003_create_reports::Migration),
         ]
     }
 }

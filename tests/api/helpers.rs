@@ -147,6 +147,7 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
             wait_ms: 5_000,
             ..jobs::math::MathConfig::default()
         },
+        reports: jobs::reports::ReportsConfig::default(),
         worker: worker::WorkerConfig {
             concurrency: 8,
             queues: Vec::new(),

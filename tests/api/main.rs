@@ -6,4 +6,5 @@ mod fanout;
 mod helpers;
 mod jobs_lifecycle;
 mod math;
+mod reports;
 mod system;

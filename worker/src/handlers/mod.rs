@@ -2,6 +2,7 @@
 //! a result and, optionally, an effect the executor applies with the success record.
 
 pub mod math;
+pub mod reports;
 pub mod system;
 
 use jobs::JobKind;
@@ -60,5 +61,6 @@ pub async fn run(
         JobKind::MathFactorial | JobKind::MathFibonacci | JobKind::MathAckermann => {
             math::run(kind, record, context).await
         }
+        JobKind::ReportsRecord => reports::run(record).await,
     }
 }

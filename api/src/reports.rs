@@ -1,0 +1,432 @@
+//! `/process_report`, `/process_reports`, `/process_statistics`, `/process_outliers`
+//! (SPEC §1). Reports are validated here (parse, don't validate), stored by a
+//! `reports.record` job, and read back from aggregates only.
+
+use chrono::{DateTime, Utc};
+use jobs::JobKind;
+use jobs::reports::{Gate, ReportRecord, ReportsArgs, gate, outliers, statistics};
+use poem_openapi::param::{Header, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+
+use crate::enqueue::{EnqueueError, enqueue};
+use crate::jobs::Accepted;
+use crate::state::AppState;
+
+#[derive(Tags)]
+enum ReportTags {
+    /// Server process reports: statistics and outliers.
+    Reports,
+}
+
+/// A server name: 1 to 100 characters, not only spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerName(String);
+
+impl ServerName {
+    /// The longest accepted name, in characters.
+    pub const MAX: usize = 100;
+
+    /// Parses a server name, or says what is wrong with it.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.trim().is_empty() {
+            return Err("server_name must not be empty".to_owned());
+        }
+        if raw.chars().count() > Self::MAX {
+            return Err(format!(
+                "server_name must be at most {} characters",
+                Self::MAX
+            ));
+        }
+        Ok(ServerName(raw.to_owned()))
+    }
+}
+
+/// A process's start and end (RFC 3339), the end not before the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportWindow {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl ReportWindow {
+    /// Parses both times, or names the field that is wrong.
+    pub fn parse(start: &str, end: &str) -> Result<Self, (&'static str, String)> {
+        let time = |field: &'static str, raw: &str| {
+            DateTime::parse_from_rfc3339(raw.trim())
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    (
+                        field,
+                        format!("{field} '{raw}' is not an RFC 3339 time ({e}), e.g. 2021-05-17T10:12:33Z"),
+                    )
+                })
+        };
+        let start = time("start_time", start)?;
+        let end = time("end_time", end)?;
+        if end < start {
+            return Err(("end_time", "end_time is before start_time".to_owned()));
+        }
+        Ok(ReportWindow { start, end })
+    }
+
+    /// Whole seconds from start to end, truncated toward zero.
+    pub fn duration_secs(&self) -> i64 {
+        (self.end - self.start).num_seconds()
+    }
+}
+
+/// One report as sent. Every field is required; they are optional in the schema only
+/// so that a missing one is answered with its name rather than a generic parse error.
+#[derive(Debug, Clone, Object)]
+pub struct ReportIn {
+    /// Required. The server that ran the process: 1 to 100 characters.
+    pub server_name: Option<String>,
+    /// Required. Process start, RFC 3339 (`2021-05-17T10:12:33Z`; offsets and
+    /// fractions allowed).
+    pub start_time: Option<String>,
+    /// Required. Process end, RFC 3339, not before `start_time`.
+    pub end_time: Option<String>,
+}
+
+fn required<'a>(
+    field: &'static str,
+    value: &'a Option<String>,
+) -> Result<&'a str, (&'static str, String)> {
+    value
+        .as_deref()
+        .ok_or_else(|| (field, format!("{field} is required")))
+}
+
+impl ReportIn {
+    fn validate(&self) -> Result<ReportRecord, (&'static str, String)> {
+        let name = required("server_name", &self.server_name)?;
+        let start = required("start_time", &self.start_time)?;
+        let end = required("end_time", &self.end_time)?;
+        let name = ServerName::parse(name).map_err(|m| ("server_name", m))?;
+        let window = ReportWindow::parse(start, end)?;
+        Ok(ReportRecord {
+            server_name: name.0,
+            start_time: window.start,
+            end_time: window.end,
+            duration_secs: window.duration_secs(),
+        })
+    }
+}
+
+/// `{"error": "..."}`, naming the field (and for a batch, the item) at fault.
+#[derive(Debug, Clone, Object)]
+pub struct ReportError {
+    /// What is wrong.
+    pub error: String,
+    /// The field at fault, when one is.
+    pub field: Option<String>,
+    /// The index of the first bad item of a batch.
+    pub index: Option<u64>,
+}
+
+fn report_error(error: impl Into<String>) -> Json<ReportError> {
+    Json(ReportError {
+        error: error.into(),
+        field: None,
+        index: None,
+    })
+}
+
+/// Answers of the report routes.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "submit_bad_request")]
+pub enum SubmitAnswer {
+    /// Accepted: a `reports.record` job stores it.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>, #[oai(header = "Location")] String),
+    /// Malformed JSON, a missing or bad field, or a bad batch item.
+    #[oai(status = 400)]
+    BadRequest(Json<ReportError>),
+    /// The database or the queue is unavailable; nothing was accepted.
+    #[oai(status = 503)]
+    Unavailable(Json<ReportError>),
+}
+
+fn submit_bad_request(err: poem::Error) -> SubmitAnswer {
+    SubmitAnswer::BadRequest(report_error(format!("malformed request: {err}")))
+}
+
+/// `{"mean": int, "stddev": int, "count": n}`.
+#[derive(Debug, Clone, Object)]
+pub struct Statistics {
+    /// round_half_even(Σx / n).
+    pub mean: i64,
+    /// round_half_even(√(Σ(x − mean)² / (n − 1))), around the rounded mean; 0 when n = 1.
+    pub stddev: i64,
+    /// Reports counted.
+    pub count: u64,
+}
+
+/// The readiness gate's refusal.
+#[derive(Debug, Clone, Object)]
+pub struct NotEnough {
+    /// `Not enough reports received`.
+    pub error: String,
+    /// Reports received in all.
+    pub total: u64,
+    /// Reports needed in all (`MIN_TOTAL`).
+    pub min_total: u64,
+    /// Reports needed per server (`MIN_PER_SERVER`).
+    pub min_per_server: u64,
+    /// Servers that have fewer.
+    pub servers_below_min: u64,
+}
+
+/// Answers of `GET /process_statistics`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "stats_bad_request")]
+pub enum StatisticsAnswer {
+    /// The statistics.
+    #[oai(status = 200)]
+    Ok(Json<Statistics>),
+    /// Bad query.
+    #[oai(status = 400)]
+    BadRequest(Json<ReportError>),
+    /// No such server.
+    #[oai(status = 404)]
+    NotFound(Json<ReportError>),
+    /// Not enough reports yet.
+    #[oai(status = 409)]
+    NotEnough(Json<NotEnough>),
+    /// The database is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ReportError>),
+}
+
+fn stats_bad_request(err: poem::Error) -> StatisticsAnswer {
+    StatisticsAnswer::BadRequest(report_error(err.to_string()))
+}
+
+/// Answers of `GET /process_outliers`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "outliers_bad_request")]
+pub enum OutliersAnswer {
+    /// Outlier servers, ascending.
+    #[oai(status = 200)]
+    Ok(Json<Vec<String>>),
+    /// Bad query.
+    #[oai(status = 400)]
+    BadRequest(Json<ReportError>),
+    /// Not enough reports yet.
+    #[oai(status = 409)]
+    NotEnough(Json<NotEnough>),
+    /// The database is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ReportError>),
+}
+
+fn outliers_bad_request(err: poem::Error) -> OutliersAnswer {
+    OutliersAnswer::BadRequest(report_error(err.to_string()))
+}
+
+/// The report routes.
+#[derive(Debug, Clone)]
+pub struct ReportsApi {
+    state: AppState,
+}
+
+impl ReportsApi {
+    /// The routes over `state`.
+    pub fn new(state: AppState) -> Self {
+        ReportsApi { state }
+    }
+
+    async fn submit(
+        &self,
+        reports: Vec<ReportRecord>,
+        key: Option<&str>,
+        scope: &str,
+    ) -> SubmitAnswer {
+        let args = match serde_json::to_value(ReportsArgs { reports }) {
+            Ok(args) => args,
+            Err(err) => return SubmitAnswer::BadRequest(report_error(err.to_string())),
+        };
+        match enqueue(&self.state, JobKind::ReportsRecord, args, key, scope).await {
+            Ok(done) => {
+                let location = format!("/jobs/{}", done.job.id);
+                SubmitAnswer::Accepted(
+                    Json(Accepted {
+                        job_id: done.job.id,
+                    }),
+                    location,
+                )
+            }
+            Err(EnqueueError::BadKey) => {
+                SubmitAnswer::BadRequest(report_error(EnqueueError::BadKey.to_string()))
+            }
+            Err(err) => SubmitAnswer::Unavailable(report_error(err.to_string())),
+        }
+    }
+
+    fn not_enough(&self, gate: Gate) -> Json<NotEnough> {
+        Json(NotEnough {
+            error: "Not enough reports received".to_owned(),
+            total: gate.total,
+            min_total: self.state.reports.min_total,
+            min_per_server: self.state.reports.min_per_server,
+            servers_below_min: gate.servers_below,
+        })
+    }
+}
+
+fn unavailable(err: impl std::fmt::Display) -> Json<ReportError> {
+    report_error(format!("database unavailable: {err}"))
+}
+
+#[OpenApi(tag = "ReportTags::Reports")]
+impl ReportsApi {
+    /// Accepts one report: 202 with the job that stores it.
+    #[oai(path = "/process_report", method = "post")]
+    async fn process_report(
+        &self,
+        body: Json<ReportIn>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+    ) -> SubmitAnswer {
+        match body.validate() {
+            Ok(record) => {
+                self.submit(
+                    vec![record],
+                    idempotency_key.0.as_deref(),
+                    "POST /process_report",
+                )
+                .await
+            }
+            Err((field, error)) => SubmitAnswer::BadRequest(Json(ReportError {
+                error,
+                field: Some(field.to_owned()),
+                index: None,
+            })),
+        }
+    }
+
+    /// Accepts up to `REPORTS_BATCH_MAX` reports as one job, all or nothing; a bad
+    /// item is named by its index.
+    #[oai(path = "/process_reports", method = "post")]
+    async fn process_reports(
+        &self,
+        body: Json<Vec<ReportIn>>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+    ) -> SubmitAnswer {
+        let max = self.state.reports.batch_max;
+        if body.is_empty() || body.len() > max {
+            return SubmitAnswer::BadRequest(report_error(format!(
+                "a batch holds 1 to {max} reports, got {}",
+                body.len()
+            )));
+        }
+        let mut records = Vec::with_capacity(body.len());
+        for (index, report) in body.iter().enumerate() {
+            match report.validate() {
+                Ok(record) => records.push(record),
+                Err((field, error)) => {
+                    return SubmitAnswer::BadRequest(Json(ReportError {
+                        error: format!("item {index}: {error}"),
+                        field: Some(field.to_owned()),
+                        index: Some(index as u64),
+                    }));
+                }
+            }
+        }
+        self.submit(
+            records,
+            idempotency_key.0.as_deref(),
+            "POST /process_reports",
+        )
+        .await
+    }
+
+    /// Mean and deviation of every report's duration, or of one server's
+    /// (`server_name`), exactly as the old service computed them.
+    #[oai(path = "/process_statistics", method = "get")]
+    async fn process_statistics(&self, server_name: Query<Option<String>>) -> StatisticsAnswer {
+        let db = self.state.store.db();
+        match gate(db, &self.state.reports).await {
+            Ok(g) if g.open => {}
+            Ok(g) => return StatisticsAnswer::NotEnough(self.not_enough(g)),
+            Err(err) => return StatisticsAnswer::Unavailable(unavailable(err)),
+        }
+        match statistics(db, server_name.0.as_deref()).await {
+            Ok(Some(summary)) => StatisticsAnswer::Ok(Json(Statistics {
+                mean: summary.mean,
+                stddev: summary.stddev,
+                count: summary.count,
+            })),
+            Ok(None) => StatisticsAnswer::NotFound(report_error(format!(
+                "no reports for server '{}'",
+                server_name.0.unwrap_or_default()
+            ))),
+            Err(err) => StatisticsAnswer::Unavailable(unavailable(err)),
+        }
+    }
+
+    /// Servers with any duration strictly outside their own mean ± K·sd
+    /// (`OUTLIER_SIGMAS`), ascending.
+    #[oai(path = "/process_outliers", method = "get")]
+    async fn process_outliers(&self) -> OutliersAnswer {
+        let db = self.state.store.db();
+        match gate(db, &self.state.reports).await {
+            Ok(g) if g.open => {}
+            Ok(g) => return OutliersAnswer::NotEnough(self.not_enough(g)),
+            Err(err) => return OutliersAnswer::Unavailable(unavailable(err)),
+        }
+        match outliers(db, self.state.reports.outlier_sigmas).await {
+            Ok(names) => OutliersAnswer::Ok(Json(names)),
+            Err(err) => OutliersAnswer::Unavailable(unavailable(err)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readmes_example_lasts_660_seconds() {
+        let w = ReportWindow::parse("2021-05-17T10:12:33Z", "2021-05-17T10:23:33Z").expect("valid");
+        assert_eq!(w.duration_secs(), 660);
+    }
+
+    #[test]
+    fn durations_truncate_toward_zero_and_offsets_count() {
+        let w = ReportWindow::parse("2021-05-17T10:00:00.900Z", "2021-05-17T10:00:02.100Z")
+            .expect("valid");
+        assert_eq!(w.duration_secs(), 1);
+        let w = ReportWindow::parse("2021-05-17T12:00:00+02:00", "2021-05-17T10:00:05Z")
+            .expect("valid");
+        assert_eq!(w.duration_secs(), 5);
+    }
+
+    #[test]
+    fn bad_windows_name_their_field() {
+        assert_eq!(
+            ReportWindow::parse("yesterday", "2021-05-17T10:00:00Z")
+                .unwrap_err()
+                .0,
+            "start_time"
+        );
+        assert_eq!(
+            ReportWindow::parse("2021-05-17T10:00:00Z", "")
+                .unwrap_err()
+                .0,
+            "end_time"
+        );
+        let (field, message) =
+            ReportWindow::parse("2021-05-17T10:00:01Z", "2021-05-17T10:00:00Z").unwrap_err();
+        assert_eq!(field, "end_time");
+        assert!(message.contains("before"));
+    }
+
+    #[test]
+    fn server_names_are_one_to_a_hundred_characters() {
+        assert!(ServerName::parse("").is_err());
+        assert!(ServerName::parse("   ").is_err());
+        assert!(ServerName::parse(&"é".repeat(100)).is_ok());
+        assert!(ServerName::parse(&"x".repeat(101)).is_err());
+    }
+}
