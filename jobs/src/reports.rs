@@ -251,21 +251,41 @@ pub struct Gate {
     pub open: bool,
 }
 
-/// Evaluates the readiness gate from the aggregates (two indexed reads).
+/// Evaluates the readiness gate from the aggregates.
+///
+/// When the gate is open this is two point reads (the totals row, and "is any server
+/// below the minimum?" as a `LIMIT 1` on the count index); only a closed gate counts
+/// the servers below, for its answer.
 pub async fn gate(db: &DatabaseConnection, config: &ReportsConfig) -> Result<Gate, DbErr> {
     let total = report_total::Entity::find_by_id(1)
         .one(db)
         .await?
         .map_or(0, |t| u64::try_from(t.count).unwrap_or(0));
     let below = i64::try_from(config.min_per_server).unwrap_or(i64::MAX);
-    let servers_below = server_aggregate::Entity::find()
-        .filter(server_aggregate::Column::Count.lt(below))
-        .count(db)
-        .await?;
+    let below_min =
+        || server_aggregate::Entity::find().filter(server_aggregate::Column::Count.lt(below));
+    let any_below = below_min()
+        .order_by_asc(server_aggregate::Column::Count)
+        .limit(1)
+        .one(db)
+        .await?
+        .is_some();
+    if total >= config.min_total && !any_below {
+        return Ok(Gate {
+            total,
+            servers_below: 0,
+            open: true,
+        });
+    }
+    let servers_below = if any_below {
+        below_min().count(db).await?
+    } else {
+        0
+    };
     Ok(Gate {
         total,
         servers_below,
-        open: total >= config.min_total && servers_below == 0,
+        open: false,
     })
 }
 
