@@ -256,6 +256,23 @@ fn enqueue_bad_request(err: poem::Error) -> EnqueueAnswer {
     EnqueueAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
 }
 
+impl From<Result<crate::enqueue::Enqueued, EnqueueError>> for EnqueueAnswer {
+    fn from(result: Result<crate::enqueue::Enqueued, EnqueueError>) -> Self {
+        match result {
+            Ok(done) => {
+                let location = format!("/jobs/{}", done.job.id);
+                EnqueueAnswer::Accepted(
+                    Json(Accepted {
+                        job_id: done.job.id,
+                    }),
+                    location,
+                )
+            }
+            Err(err) => err.into(),
+        }
+    }
+}
+
 impl From<EnqueueError> for EnqueueAnswer {
     fn from(err: EnqueueError) -> Self {
         match err.body() {
@@ -495,7 +512,7 @@ impl JobsApi {
                 )));
             }
         };
-        match enqueue(
+        enqueue(
             &self.state,
             JobKind::SystemNoop,
             args,
@@ -503,17 +520,6 @@ impl JobsApi {
             "POST /jobs/noop",
         )
         .await
-        {
-            Ok(done) => {
-                let location = format!("/jobs/{}", done.job.id);
-                EnqueueAnswer::Accepted(
-                    Json(Accepted {
-                        job_id: done.job.id,
-                    }),
-                    location,
-                )
-            }
-            Err(err) => err.into(),
-        }
+        .into()
     }
 }

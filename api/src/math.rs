@@ -391,7 +391,7 @@ impl MathApi {
                 )));
             }
         };
-        match enqueue(
+        enqueue(
             &self.state,
             algo.kind(),
             json,
@@ -399,17 +399,6 @@ impl MathApi {
             "POST /jobs/math",
         )
         .await
-        {
-            Ok(done) => {
-                let location = format!("/jobs/{}", done.job.id);
-                EnqueueAnswer::Accepted(
-                    Json(Accepted {
-                        job_id: done.job.id,
-                    }),
-                    location,
-                )
-            }
-            Err(err) => err.into(),
-        }
+        .into()
     }
 }
