@@ -14,6 +14,9 @@ pub struct WorkerConfig {
     /// After SIGTERM/SIGINT, how long in-flight tasks may take to finish, in ms.
     #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
     pub shutdown_grace_ms: u64,
+    /// Pause before a consumer that failed is started again, in ms.
+    #[arg(long, env = "WORKER_RESTART_MS", default_value_t = 1_000)]
+    pub restart_ms: u64,
 }
 
 impl WorkerConfig {
@@ -35,6 +38,11 @@ impl WorkerConfig {
         }
     }
 
+    /// The pause before restarting a failed consumer.
+    pub fn restart_delay(&self) -> Duration {
+        Duration::from_millis(self.restart_ms)
+    }
+
     /// The shutdown grace period.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
@@ -47,6 +55,7 @@ impl Default for WorkerConfig {
             concurrency: 16,
             queues: Vec::new(),
             shutdown_grace_ms: 30_000,
+            restart_ms: 1_000,
         }
     }
 }

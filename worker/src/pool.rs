@@ -10,6 +10,18 @@ use jobs::queue::{ConsumerConfig, Handler, QueueError, worker_name};
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
 
+/// The handler of one consumer: every delivery runs through the executor as `name`.
+fn handler(executor: Arc<Executor>, name: String) -> Handler {
+    Arc::new(move |envelope| {
+        let executor = executor.clone();
+        let name = name.clone();
+        async move {
+            executor.execute(envelope, &name).await;
+        }
+        .boxed()
+    })
+}
+
 /// Consumes the configured queues until `shutdown` completes, then gives in-flight
 /// tasks the grace period to finish. Tasks still running after it are not lost: their
 /// worker stops heartbeating and another worker runs them again.
@@ -22,27 +34,38 @@ pub async fn run(
     let shutdown = shutdown.shared();
     let mut consumers = tokio::task::JoinSet::new();
     for logical in config.queues() {
-        let name = worker_name(&logical);
-        tracing::info!(queue = %logical, worker = %name, backend = queue.backend_name(), "consuming");
-        let handler: Handler = {
-            let executor = executor.clone();
-            let name = name.clone();
-            Arc::new(move |envelope| {
-                let executor = executor.clone();
-                let name = name.clone();
-                async move {
-                    executor.execute(envelope, &name).await;
-                }
-                .boxed()
-            })
-        };
-        let consumer = ConsumerConfig {
-            worker_name: name,
-            concurrency: config.concurrency,
-        };
         let queue = queue.clone();
+        let executor = executor.clone();
         let shutdown = shutdown.clone();
-        consumers.spawn(async move { queue.consume(&logical, consumer, handler, shutdown).await });
+        let concurrency = config.concurrency;
+        let restart_after = config.restart_delay();
+        consumers.spawn(async move {
+            // Supervision: a consumer that stops on an error (Redis restarted, or a
+            // late heartbeat that got this worker declared dead and its tasks handed
+            // to others) comes back under a new name until shutdown.
+            loop {
+                let name = worker_name(&logical);
+                tracing::info!(queue = %logical, worker = %name, backend = queue.backend_name(), "consuming");
+                let consumer = ConsumerConfig {
+                    worker_name: name.clone(),
+                    concurrency,
+                };
+                let result = queue
+                    .consume(&logical, consumer, handler(executor.clone(), name), shutdown.clone())
+                    .await;
+                let stopping = shutdown.clone().now_or_never().is_some();
+                match result {
+                    Ok(()) if stopping => return Ok(()),
+                    Ok(()) => tracing::warn!(queue = %logical, "consumer ended early; restarting"),
+                    Err(err) if stopping => return Err(err),
+                    Err(err) => tracing::error!(queue = %logical, %err, "consumer failed; restarting"),
+                }
+                tokio::select! {
+                    () = shutdown.clone() => return Ok(()),
+                    () = tokio::time::sleep(restart_after) => {}
+                }
+            }
+        });
     }
     let drained = async {
         let mut first_error = None;
