@@ -42,6 +42,9 @@ pub struct Config {
     /// Report statistics: readiness gate and outlier band.
     #[command(flatten)]
     pub reports: jobs::reports::ReportsConfig,
+    /// The ad routes' upstream.
+    #[command(flatten)]
+    pub ads: jobs::ads::AdsConfig,
     /// The workers.
     #[command(flatten)]
     pub worker: worker::WorkerConfig,
@@ -130,6 +133,7 @@ pub async fn run(
             fanout: api::fanout::FanoutState::new(config.fanout.clone()),
             math: config.math.clone(),
             reports: config.reports.clone(),
+            ads: config.ads.clone(),
         };
         let stop = shutdown.clone();
         tasks.spawn(async move {

@@ -126,3 +126,16 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested: finishing in-flight work");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Two settings with one name would make every subcommand panic at start.
+        Cli::command().debug_assert();
+    }
+}

@@ -7,6 +7,7 @@ use poem::listener::TcpAcceptor;
 use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, Server};
 use poem_openapi::OpenApiService;
 
+use crate::ads::AdsApi;
 use crate::error::ErrorBody;
 use crate::fanout::FanoutApi;
 use crate::jobs::JobsApi;
@@ -22,6 +23,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             SystemApi::new(state.clone()),
             JobsApi::new(state.clone()),
             ReportsApi::new(state.clone()),
+            AdsApi::new(state.clone()),
             MathApi::new(state.clone()),
             FanoutApi::new(state.fanout.clone()),
         ),

@@ -8,12 +8,14 @@
 //! - [`enqueue`]: create a job record and push its first task, honouring `Idempotency-Key`.
 //! - [`system`]: `/`, `/ping`, `/health`, `/ready`, `/metrics`.
 //! - [`jobs`]: `/jobs…` and `/queues`.
+//! - [`ads`]: `/ad`, `/impression`, `/statistics`.
 //! - [`reports`]: `/process_report(s)`, `/process_statistics`, `/process_outliers`.
 //! - [`math`]: `/factorial`, `/fibonacci`, `/ackermann`, `POST /jobs/math`.
 //! - [`fanout`]: `/api/all`, `/api/first`, `/api/within-timeout`, `/api/smart`.
 //! - [`app`]: the routes, `/docs` and `/openapi.json` assembled; [`serve`] runs them.
 #![warn(missing_docs)]
 
+pub mod ads;
 pub mod app;
 pub mod config;
 pub mod enqueue;

@@ -26,4 +26,6 @@ pub struct AppState {
     pub math: jobs::math::MathConfig,
     /// Thresholds of the report statistics.
     pub reports: jobs::reports::ReportsConfig,
+    /// The VAST upstream of `/ad`.
+    pub ads: jobs::ads::AdsConfig,
 }

@@ -6,9 +6,11 @@
 //! - [`math_result`]: cached values of heavy math.
 //! - [`report`], [`server_aggregate`], [`report_total`]: server process reports and
 //!   their aggregates.
+//! - [`ad_counter`]: ad requests and impressions per user and per SDK version.
 //! - [`idempotency_key`]: `Idempotency-Key` header → the first job made with it.
 #![warn(missing_docs)]
 
+pub mod ad_counter;
 pub mod idempotency_key;
 pub mod job;
 pub mod math_result;

@@ -21,16 +21,20 @@ pub enum JobKind {
     /// `reports.record`: store reports and fold them into the aggregates
     /// (arguments: [`crate::reports::ReportsArgs`]).
     ReportsRecord,
+    /// `ads.count`: one ad request or impression for a user and an SDK version
+    /// (arguments: [`crate::ads::AdCountArgs`]).
+    AdsCount,
 }
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::SystemNoop,
         JobKind::MathFactorial,
         JobKind::MathFibonacci,
         JobKind::MathAckermann,
         JobKind::ReportsRecord,
+        JobKind::AdsCount,
     ];
 
     /// The wire name, e.g. `system.noop`.
@@ -41,6 +45,7 @@ impl JobKind {
             JobKind::MathFibonacci => "math.fibonacci",
             JobKind::MathAckermann => "math.ackermann",
             JobKind::ReportsRecord => "reports.record",
+            JobKind::AdsCount => "ads.count",
         }
     }
 
@@ -51,6 +56,7 @@ impl JobKind {
             // Heavy CPU work gets its own queue, so that it cannot starve the rest.
             JobKind::MathFactorial | JobKind::MathFibonacci | JobKind::MathAckermann => "math",
             JobKind::ReportsRecord => "reports",
+            JobKind::AdsCount => "ads",
         }
     }
 }

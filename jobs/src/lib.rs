@@ -1,6 +1,7 @@
 //! The contract between Conveyor's producers (api, scheduler) and consumers (workers).
 //!
 //! # Layout
+//! - [`ads`]: the `ads.count` job's arguments, counter upsert and reads.
 //! - [`config`]: configuration of backends and delivery, read from the environment.
 //! - [`kind`]: the job kinds, their queues and their argument types.
 //! - [`math`]: arguments, limits and computation of the `math.*` jobs.
@@ -12,6 +13,7 @@
 //! - [`queue`]: [`Queue`], the only place that knows which queue backend runs.
 #![warn(missing_docs)]
 
+pub mod ads;
 pub mod config;
 pub mod db;
 pub mod envelope;

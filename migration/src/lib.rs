@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_job_records;
 mod m20261123_000002_create_math_results;
 mod m20261123_000003_create_reports;
+mod m20261123_000004_create_ad_counters;
 
 /// All migrations, in order.
 #[derive(Debug)]
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_job_records::Migration),
             Box::new(m20261123_000002_create_math_results::Migration),
             Box::new(m20261123_000003_create_reports::Migration),
+            Box::new(m20261123_000004_create_ad_counters::Migration),
         ]
     }
 }

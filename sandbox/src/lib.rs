@@ -4,9 +4,11 @@
 //! # Layout
 //! - [`SandboxConfig`]: address, seed and the failure mix.
 //! - [`work`]: the unreliable "work" server of the fan-out routes (`GET /work`).
+//! - [`vast`]: the VAST ad server of `GET /ad` (`GET /vast`).
 //! - [`app`] / [`serve`]: the routes assembled and served.
 #![warn(missing_docs)]
 
+pub mod vast;
 pub mod work;
 
 use std::future::Future;
@@ -49,7 +51,9 @@ pub struct SandboxConfig {
 /// The sandbox's routes.
 pub fn app(config: &SandboxConfig) -> impl Endpoint + use<> {
     let work = work::WorkServer::new(config);
-    Route::new().at("/work", get(work::answer).data(work))
+    Route::new()
+        .at("/work", get(work::answer).data(work))
+        .at("/vast", get(vast::answer))
 }
 
 /// Serves the sandbox on `listener` until `shutdown` completes.

@@ -148,10 +148,12 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
             ..jobs::math::MathConfig::default()
         },
         reports: jobs::reports::ReportsConfig::default(),
+        ads: jobs::ads::AdsConfig::default(),
         worker: worker::WorkerConfig {
             concurrency: 8,
             queues: Vec::new(),
             shutdown_grace_ms: 10_000,
+            restart_ms: 200,
         },
         scheduler: scheduler::SchedulerConfig {
             housekeeping_interval_secs: 1,

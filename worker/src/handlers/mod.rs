@@ -1,6 +1,7 @@
 //! Job handlers, one module per feature. A handler turns a job record's arguments into
 //! a result and, optionally, an effect the executor applies with the success record.
 
+pub mod ads;
 pub mod math;
 pub mod reports;
 pub mod system;
@@ -62,5 +63,6 @@ pub async fn run(
             math::run(kind, record, context).await
         }
         JobKind::ReportsRecord => reports::run(record).await,
+        JobKind::AdsCount => ads::run(record).await,
     }
 }
