@@ -25,7 +25,6 @@ use jobs::envelope::Envelope;
 use jobs::queue::{ConsumerConfig, Handler};
 use jobs::store::{Created, NewJob};
 use jobs::{JobKind, Queue};
-use sea_orm::{ConnectionTrait, Database};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -52,23 +51,18 @@ struct Args {
     bench: bool,
 }
 
+#[path = "common.rs"]
+mod common;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let redis_url =
-        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let admin_url = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let id = ulid::Ulid::generate().to_string().to_lowercase();
-    let db_name = format!("conveyor_bench_{id}");
-    let admin = Database::connect(&admin_url).await?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {db_name}"))
-        .await?;
-    let server = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(s, _)| s);
-    let database_url = format!("{server}/{db_name}");
+    let bench_db = common::BenchDatabase::create().await?;
+    let (database_url, redis_url, id) = (
+        bench_db.url.clone(),
+        bench_db.redis_url.clone(),
+        bench_db.id.clone(),
+    );
 
     let backends = BackendConfig {
         database_url: database_url.clone(),
@@ -210,8 +204,6 @@ async fn main() -> anyhow::Result<()> {
     }
     queue.vacuum("default").await?;
     db.close().await?;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .await?;
+    bench_db.drop_now().await?;
     Ok(())
 }

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use conveyor::{Config, Role};
 use futures::StreamExt;
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
@@ -110,25 +109,17 @@ async fn time_reads(
     Ok((p(0.5), p(0.99), status))
 }
 
+#[path = "common.rs"]
+mod common;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let admin_url = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let redis_url =
-        std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let id = ulid::Ulid::generate().to_string().to_lowercase();
-    let db_name = format!("conveyor_bench_{id}");
-    let admin = Database::connect(&admin_url).await?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {db_name}"))
-        .await?;
-    let server = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(s, _)| s);
+    let bench_db = common::BenchDatabase::create().await?;
+    let (redis_url, id) = (bench_db.redis_url.clone(), bench_db.id.clone());
 
     let mut config = <ConfigOnly as Parser>::parse_from(["bench"]).config;
-    config.backends.database_url = format!("{server}/{db_name}");
+    config.backends.database_url = bench_db.url.clone();
     config.backends.redis_url = Some(redis_url);
     config.backends.queue_prefix = format!("bench{id}");
     config.backends.database_max_connections = 32;
@@ -264,9 +255,7 @@ async fn main() -> anyhow::Result<()> {
         pool.await??;
     }
     backends.queue.vacuum("reports").await?;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .await?;
+    bench_db.drop_now().await?;
     Ok(())
 }
 
