@@ -105,11 +105,7 @@ async fn main() -> anyhow::Result<()> {
                     else {
                         anyhow::bail!("a job without a key is always new");
                     };
-                    Envelope {
-                        job_id: job.id,
-                        task_id: job.task_id,
-                        kind: job.kind,
-                    }
+                    Envelope::of(&job)
                 } else {
                     let id = ulid::Ulid::generate().to_string();
                     Envelope {
@@ -118,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
                         kind: JobKind::SystemNoop.as_str().to_owned(),
                     }
                 };
-                queue.push("default", &envelope, Duration::ZERO).await?;
+                queue.push(&envelope, Duration::ZERO).await?;
                 Ok(())
             }
         })

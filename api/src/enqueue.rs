@@ -12,15 +12,6 @@ use crate::state::AppState;
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-/// A job accepted for work.
-#[derive(Debug, Clone)]
-pub struct Enqueued {
-    /// The job record.
-    pub job: JobRecord,
-    /// True when an earlier request with the same `Idempotency-Key` made it.
-    pub existing: bool,
-}
-
 /// Why a job could not be accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {
@@ -47,7 +38,8 @@ impl EnqueueError {
     }
 }
 
-/// Creates a job of `kind` and pushes its first task.
+/// Creates a job of `kind` and pushes its first task; an `Idempotency-Key` seen within
+/// its window returns the first job instead.
 ///
 /// `scope` (the route) keeps the same key on two routes from colliding. If the push
 /// fails the record is removed again, so that no job claims to be queued when it is not.
@@ -57,7 +49,7 @@ pub async fn enqueue(
     args: Value,
     idempotency_key: Option<&str>,
     scope: &str,
-) -> Result<Enqueued, EnqueueError> {
+) -> Result<JobRecord, EnqueueError> {
     let idempotency_key = match idempotency_key {
         None => None,
         Some(key) if valid_key(key) => Some(format!("{scope} {key}")),
@@ -73,22 +65,12 @@ pub async fn enqueue(
         })
         .await?;
     let job = match created {
-        Created::Existing(job) => {
-            return Ok(Enqueued {
-                job,
-                existing: true,
-            });
-        }
+        Created::Existing(job) => return Ok(job),
         Created::New(job) => job,
-    };
-    let envelope = Envelope {
-        job_id: job.id.clone(),
-        task_id: job.task_id.clone(),
-        kind: job.kind.clone(),
     };
     if let Err(err) = state
         .queue
-        .push(kind.queue(), &envelope, std::time::Duration::ZERO)
+        .push(&Envelope::of(&job), std::time::Duration::ZERO)
         .await
     {
         if let Err(discard) = state.store.discard(&job).await {
@@ -96,10 +78,7 @@ pub async fn enqueue(
         }
         return Err(err.into());
     }
-    Ok(Enqueued {
-        job,
-        existing: false,
-    })
+    Ok(job)
 }
 
 fn valid_key(key: &str) -> bool {

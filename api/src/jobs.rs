@@ -256,17 +256,12 @@ fn enqueue_bad_request(err: poem::Error) -> EnqueueAnswer {
     EnqueueAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
 }
 
-impl From<Result<crate::enqueue::Enqueued, EnqueueError>> for EnqueueAnswer {
-    fn from(result: Result<crate::enqueue::Enqueued, EnqueueError>) -> Self {
+impl From<Result<JobRecord, EnqueueError>> for EnqueueAnswer {
+    fn from(result: Result<JobRecord, EnqueueError>) -> Self {
         match result {
-            Ok(done) => {
-                let location = format!("/jobs/{}", done.job.id);
-                EnqueueAnswer::Accepted(
-                    Json(Accepted {
-                        job_id: done.job.id,
-                    }),
-                    location,
-                )
+            Ok(job) => {
+                let location = format!("/jobs/{}", job.id);
+                EnqueueAnswer::Accepted(Json(Accepted { job_id: job.id }), location)
             }
             Err(err) => err.into(),
         }
@@ -410,20 +405,10 @@ impl JobsApi {
             }
             Err(err) => return ActionAnswer::Unavailable(unavailable(err)),
         };
-        let envelope = Envelope {
-            job_id: job.id.clone(),
-            task_id: job.task_id.clone(),
-            kind: job.kind.clone(),
-        };
-        let queue = job
-            .kind
-            .parse::<JobKind>()
-            .map(JobKind::queue)
-            .unwrap_or("default");
         match self
             .state
             .queue
-            .push(queue, &envelope, std::time::Duration::ZERO)
+            .push(&Envelope::of(&job), std::time::Duration::ZERO)
             .await
         {
             Ok(()) => ActionAnswer::Requeued(Json(Box::new(job.into()))),

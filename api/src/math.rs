@@ -243,7 +243,7 @@ impl MathApi {
         let json = serde_json::to_value(args)
             .map_err(|e| MathAnswer::Failed(failed(algo, format!("encoding arguments: {e}"))))?;
         match enqueue(&self.state, args.algo.kind(), json, key, "math").await {
-            Ok(done) => Ok(done.job.id),
+            Ok(job) => Ok(job.id),
             Err(err) => Err(MathAnswer::Unavailable(failed(algo, err.to_string()))),
         }
     }

@@ -248,14 +248,9 @@ impl ReportsApi {
             Err(err) => return SubmitAnswer::BadRequest(report_error(err.to_string())),
         };
         match enqueue(&self.state, JobKind::ReportsRecord, args, key, scope).await {
-            Ok(done) => {
-                let location = format!("/jobs/{}", done.job.id);
-                SubmitAnswer::Accepted(
-                    Json(Accepted {
-                        job_id: done.job.id,
-                    }),
-                    location,
-                )
+            Ok(job) => {
+                let location = format!("/jobs/{}", job.id);
+                SubmitAnswer::Accepted(Json(Accepted { job_id: job.id }), location)
             }
             Err(EnqueueError::BadKey) => {
                 SubmitAnswer::BadRequest(report_error(EnqueueError::BadKey.to_string()))

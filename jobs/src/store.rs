@@ -363,9 +363,8 @@ impl JobStore {
         } else {
             let wait = delay(attempts);
             let next = Envelope {
-                job_id: envelope.job_id.clone(),
                 task_id: Ulid::generate().to_string(),
-                kind: envelope.kind.clone(),
+                ..envelope.clone()
             };
             let due = now + chrono::Duration::from_std(wait).unwrap_or_default();
             update = update
@@ -475,14 +474,7 @@ impl JobStore {
             .limit(limit)
             .all(&self.db)
             .await?;
-        Ok(records
-            .into_iter()
-            .map(|r| Envelope {
-                job_id: r.id,
-                task_id: r.task_id,
-                kind: r.kind,
-            })
-            .collect())
+        Ok(records.into_iter().map(|r| Envelope::of(&r)).collect())
     }
 
     /// Job records by queue and status, for `GET /queues`.

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use jobs::kind::all_queues;
-use jobs::{JobKind, JobStore, Queue};
+use jobs::{JobStore, Queue};
 
 use crate::config::SchedulerConfig;
 
@@ -42,16 +42,8 @@ pub async fn once(store: &JobStore, queue: &Queue, config: &SchedulerConfig) {
         }
     };
     for envelope in stuck {
-        let logical = envelope
-            .kind
-            .parse::<JobKind>()
-            .map(JobKind::queue)
-            .unwrap_or("default");
         tracing::warn!(job = %envelope.job_id, "pushing the task of a stuck job again");
-        if let Err(err) = queue
-            .push(logical, &envelope, std::time::Duration::ZERO)
-            .await
-        {
+        if let Err(err) = queue.push(&envelope, std::time::Duration::ZERO).await {
             tracing::warn!(%err, job = %envelope.job_id, "could not push a stuck job");
         }
     }

@@ -276,11 +276,7 @@ async fn a_count_delivered_twice_counts_once(stack: Stack) {
     let (_, page) = app.get("/jobs?kind=ads.count").await;
     let id = page["jobs"][0]["id"].as_str().expect("a job").to_owned();
     let record = app.backends.store.get(&id).await.expect("db").expect("job");
-    let envelope = jobs::Envelope {
-        job_id: record.id,
-        task_id: record.task_id,
-        kind: record.kind,
-    };
+    let envelope = jobs::Envelope::of(&record);
     let executor = worker::executor::Executor::new(
         app.backends.store.clone(),
         app.backends.queue.clone(),

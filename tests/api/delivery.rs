@@ -32,11 +32,7 @@ async fn new_noop(app: &TestApp, args: serde_json::Value) -> Envelope {
     let Created::New(job) = created else {
         panic!("no idempotency key, so the job is new");
     };
-    Envelope {
-        job_id: job.id,
-        task_id: job.task_id,
-        kind: job.kind,
-    }
+    Envelope::of(&job)
 }
 
 async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
@@ -156,7 +152,7 @@ async fn pushing_the_same_task_twice_on_redis_queues_it_once() {
     for _ in 0..2 {
         app.backends
             .queue
-            .push("default", &envelope, Duration::ZERO)
+            .push(&envelope, Duration::ZERO)
             .await
             .expect("push");
     }
@@ -351,15 +347,8 @@ async fn a_backlog_of_20_000_tasks_on_redis_drains_completely() {
                 else {
                     panic!("new job");
                 };
-                let envelope = Envelope {
-                    job_id: job.id,
-                    task_id: job.task_id,
-                    kind: job.kind,
-                };
-                queue
-                    .push("default", &envelope, Duration::ZERO)
-                    .await
-                    .expect("push");
+                let envelope = Envelope::of(&job);
+                queue.push(&envelope, Duration::ZERO).await.expect("push");
             }
         })
         .buffer_unordered(32)

@@ -136,11 +136,7 @@ async fn a_queued_job_can_be_cancelled_and_never_runs() {
         .await
         .expect("db")
         .expect("job");
-    let envelope = jobs::Envelope {
-        job_id: id.clone(),
-        task_id: record.task_id,
-        kind: record.kind,
-    };
+    let envelope = jobs::Envelope::of(&record);
     assert_eq!(
         executor.execute(envelope, "test-worker").await,
         worker::executor::Outcome::Skipped

@@ -258,11 +258,7 @@ async fn a_duplicated_delivery_counts_once(stack: Stack) {
         .await
         .expect("db")
         .expect("job");
-    let envelope = jobs::Envelope {
-        job_id: record.id.clone(),
-        task_id: record.task_id.clone(),
-        kind: record.kind.clone(),
-    };
+    let envelope = jobs::Envelope::of(&record);
     let executor = worker::executor::Executor::new(
         app.backends.store.clone(),
         app.backends.queue.clone(),

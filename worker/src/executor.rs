@@ -118,12 +118,7 @@ impl Executor {
                 envelope: next,
                 delay,
             } => {
-                let queue = next
-                    .kind
-                    .parse::<JobKind>()
-                    .map(JobKind::queue)
-                    .unwrap_or(record.queue.as_str());
-                if let Err(err) = self.queue.push(queue, &next, delay).await {
+                if let Err(err) = self.queue.push(&next, delay).await {
                     // The record says `failed` with its due time; the scheduler's sweep
                     // pushes overdue retries again.
                     tracing::error!(job = %next.job_id, %err, "could not push a retry");
@@ -139,13 +134,8 @@ impl Executor {
     /// pause, so that a later delivery finishes the job.
     async fn redeliver(&self, envelope: &Envelope, error: String) -> Outcome {
         tracing::warn!(job = %envelope.job_id, %error, "recording failed; redelivering");
-        let queue = envelope
-            .kind
-            .parse::<JobKind>()
-            .map(JobKind::queue)
-            .unwrap_or("default");
         let pause = self.delivery.backoff().delay(1, rand::random::<f64>());
-        if let Err(err) = self.queue.push(queue, envelope, pause).await {
+        if let Err(err) = self.queue.push(envelope, pause).await {
             tracing::error!(job = %envelope.job_id, %err, "could not redeliver");
         }
         Outcome::Redelivered(error)

@@ -112,14 +112,9 @@ impl Queue {
         format!("{}-{}", self.prefix, logical)
     }
 
-    /// Pushes a task onto the logical queue, to run after `delay`.
-    pub async fn push(
-        &self,
-        logical: &str,
-        envelope: &Envelope,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
-        let physical = self.physical(logical);
+    /// Pushes a task onto its kind's queue, to run after `delay`.
+    pub async fn push(&self, envelope: &Envelope, delay: Duration) -> Result<(), QueueError> {
+        let physical = self.physical(envelope.queue());
         match &self.backend {
             Backend::Redis(q) => q.push(&physical, envelope, delay).await,
             Backend::Sqlite(q) => q.push(&physical, envelope, delay).await,
