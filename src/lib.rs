@@ -14,7 +14,6 @@
 #![warn(missing_docs)]
 
 use std::future::Future;
-use std::time::Duration;
 
 use futures::FutureExt;
 use jobs::config::{BackendConfig, DeliveryConfig};
@@ -184,11 +183,6 @@ pub async fn run(
         }
     }
     result
-}
-
-/// The api's grace and the workers' grace, for callers that must bound a shutdown.
-pub fn shutdown_grace(config: &Config) -> Duration {
-    config.worker.shutdown_grace()
 }
 
 /// A URL with its password replaced, fit for logs and errors.

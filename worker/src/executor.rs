@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use jobs::config::DeliveryConfig;
 use jobs::metrics::Metrics;
-use jobs::store::{DbErr, Failure, Start};
+use jobs::store::{DbErr, Failure, JobRecord, Start};
 use jobs::{Envelope, JobKind, JobStore, Queue};
 
 use crate::handlers;
@@ -76,35 +76,25 @@ impl Executor {
         worker: &str,
         ran: &mut Option<Duration>,
     ) -> Result<Outcome, DbErr> {
-        let record = match self.store.start_attempt(envelope, worker).await? {
-            Start::Run(record) => record,
-            Start::Skip => return Ok(Outcome::Skipped),
+        let Start::Run(record) = self.store.start_attempt(envelope, worker).await? else {
+            return Ok(Outcome::Skipped);
         };
         let started = Instant::now();
-        let error = match envelope.kind.parse::<JobKind>() {
-            Err(unknown) => unknown.to_string(),
-            Ok(kind) => {
-                let timeout = self.delivery.timeout();
-                let attempt =
-                    tokio::time::timeout(timeout, handlers::run(kind, &record, &self.context))
-                        .await;
-                *ran = Some(started.elapsed());
-                match attempt {
-                    Ok(Ok(output)) => {
-                        let applied = self
-                            .store
-                            .succeed(envelope, output.result, started.elapsed(), output.effect)
-                            .await?;
-                        return Ok(if applied {
-                            Outcome::Succeeded
-                        } else {
-                            Outcome::Duplicate
-                        });
-                    }
-                    Ok(Err(err)) => err.to_string(),
-                    Err(_) => format!("timed out after {} ms", timeout.as_millis()),
-                }
+        let attempt = self.attempt(envelope, &record).await;
+        *ran = Some(started.elapsed());
+        let error = match attempt {
+            Ok(output) => {
+                let applied = self
+                    .store
+                    .succeed(envelope, output.result, started.elapsed(), output.effect)
+                    .await?;
+                return Ok(if applied {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::Duplicate
+                });
             }
+            Err(error) => error,
         };
         let backoff = self.delivery.backoff();
         let failure = self
@@ -128,6 +118,24 @@ impl Executor {
             Failure::Dead => Outcome::Dead,
             Failure::Stale => Outcome::Skipped,
         })
+    }
+
+    /// Runs the kind's handler under the attempt timeout; every failure becomes the
+    /// message recorded on the job.
+    async fn attempt(
+        &self,
+        envelope: &Envelope,
+        record: &JobRecord,
+    ) -> Result<handlers::Output, String> {
+        let kind = envelope
+            .kind
+            .parse::<JobKind>()
+            .map_err(|e| e.to_string())?;
+        let timeout = self.delivery.timeout();
+        match tokio::time::timeout(timeout, handlers::run(kind, record, &self.context)).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
+        }
     }
 
     /// The database could not record an outcome: push the same task again after a
