@@ -13,7 +13,7 @@
 //! The leaf size `D` is chosen so that every level's transforms are almost
 //! exactly a power of two long.
 
-use num_bigint::{BigInt, BigUint, Sign};
+use num_bigint::{BigInt, BigUint};
 use num_integer::Integer;
 use num_traits::{One, Signed, Zero};
 
@@ -46,17 +46,6 @@ pub fn to_decimal(x: &BigUint) -> String {
     let mut out = Vec::with_capacity(digits as usize);
     conv.write_top(x.clone(), &mut out);
     String::from_utf8(out).expect("decimal digits are ASCII")
-}
-
-/// Renders a signed integer in decimal (a leading `-` for negatives), like
-/// `x.to_string()` but in sub-quadratic time.
-pub fn to_decimal_signed(x: &BigInt) -> String {
-    let digits = to_decimal(x.magnitude());
-    if x.sign() == Sign::Minus {
-        format!("-{digits}")
-    } else {
-        digits
-    }
 }
 
 /// Leaf size `D` in digits, so that `10^(D 2^k)` has at most
@@ -380,22 +369,7 @@ fn signed_mul(a: &BigInt, b: &BigInt) -> BigInt {
 mod tests {
     use super::*;
 
-    /// Deterministic SplitMix64 generator.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn biguint(&mut self, bits: u64) -> BigUint {
-            let limbs: Vec<u64> = (0..bits.div_ceil(64)).map(|_| self.next()).collect();
-            let x = from_limbs(&limbs);
-            x >> (limbs.len() as u64 * 64 - bits)
-        }
-    }
+    use crate::math::test_rng::Rng;
 
     fn check(x: &BigUint) {
         assert_eq!(to_decimal(x), x.to_string(), "bits {}", x.bits());
@@ -512,14 +486,5 @@ mod tests {
                 "ones {bits}"
             );
         }
-    }
-
-    #[test]
-    fn signed() {
-        let x = BigInt::from(10u32).pow(5000) - 1;
-        assert_eq!(to_decimal_signed(&x), x.to_string());
-        assert_eq!(to_decimal_signed(&-&x), (-&x).to_string());
-        assert_eq!(to_decimal_signed(&BigInt::zero()), "0");
-        assert_eq!(to_decimal_signed(&BigInt::from(-7)), "-7");
     }
 }

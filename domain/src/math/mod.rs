@@ -6,8 +6,10 @@ pub mod decimal;
 pub mod factorial;
 pub mod fibonacci;
 pub(crate) mod mul;
+#[cfg(test)]
+mod test_rng;
 
 pub use ackermann::{AckermannError, ackermann, ackermann_bits, ackermann_cost};
-pub use decimal::{to_decimal, to_decimal_signed};
+pub use decimal::to_decimal;
 pub use factorial::{factorial, factorial_cost};
 pub use fibonacci::{fibonacci, fibonacci_cost};

@@ -69,6 +69,13 @@ fn shoup_companion(w: u64, p: u64) -> u64 {
     ((u128::from(w) << 64) / u128::from(p)) as u64
 }
 
+/// `x mod 2p` for `x < 4p`: the lazy reduction between butterfly stages, where
+/// values are kept below `2p` (`p2`).
+#[inline]
+fn reduce2(x: u64, p2: u64) -> u64 {
+    if x >= p2 { x - p2 } else { x }
+}
+
 /// `x * w mod p` in `[0, 2p)` for any `x < 2^64`, `w < p`, `wp = floor(w 2^64 / p)`.
 #[inline(always)]
 fn shoup(x: u64, w: u64, wp: u64, p: u64) -> u64 {
@@ -227,8 +234,7 @@ impl PrimeTab {
             let (lo, hi) = pair.split_at_mut(h);
             for ((x, y), w) in lo.iter_mut().zip(hi.iter_mut()).zip(t) {
                 let (a0, b0) = (*x, *y);
-                let s = a0 + b0;
-                *x = if s >= p2 { s - p2 } else { s };
+                *x = reduce2(a0 + b0, p2);
                 *y = shoup(a0 + p2 - b0, w[0], w[1], p);
             }
         }
@@ -249,18 +255,14 @@ impl PrimeTab {
             let x3 = &mut x3[..q];
             for j in 0..q {
                 let (a0, a1, a2, a3) = (x0[j], x1[j], x2[j], x3[j]);
-                let s = a0 + a2;
-                let b0 = if s >= p2 { s - p2 } else { s };
+                let b0 = reduce2(a0 + a2, p2);
                 let b2 = shoup(a0 + p2 - a2, t1[j][0], t1[j][1], p);
-                let s = a1 + a3;
-                let b1 = if s >= p2 { s - p2 } else { s };
+                let b1 = reduce2(a1 + a3, p2);
                 let b3 = shoup(a1 + p2 - a3, t3[j][0], t3[j][1], p);
                 let (w, wc) = (t2[j][0], t2[j][1]);
-                let s = b0 + b1;
-                x0[j] = if s >= p2 { s - p2 } else { s };
+                x0[j] = reduce2(b0 + b1, p2);
                 x1[j] = shoup(b0 + p2 - b1, w, wc, p);
-                let s = b2 + b3;
-                x2[j] = if s >= p2 { s - p2 } else { s };
+                x2[j] = reduce2(b2 + b3, p2);
                 x3[j] = shoup(b2 + p2 - b3, w, wc, p);
             }
         }
@@ -273,7 +275,7 @@ impl PrimeTab {
         for pair in a.chunks_exact_mut(2 * h) {
             let (lo, hi) = pair.split_at_mut(h);
             for ((x, y), w) in lo.iter_mut().zip(hi.iter_mut()).zip(t) {
-                let a0 = if *x >= p2 { *x - p2 } else { *x };
+                let a0 = reduce2(*x, p2);
                 let t0 = shoup(*y, w[0], w[1], p);
                 *x = a0 + t0;
                 *y = a0 + p2 - t0;
@@ -287,7 +289,6 @@ impl PrimeTab {
         let t2 = &self.tw[q..2 * q]; // w_{2q}^j
         let t1 = &self.tw[2 * q..3 * q]; // w_{4q}^j
         let t3 = &self.tw[3 * q..4 * q]; // w_{4q}^(j+q)
-        let red = |x: u64| if x >= p2 { x - p2 } else { x };
         for quad in a.chunks_exact_mut(4 * q) {
             let (x01, x23) = quad.split_at_mut(2 * q);
             let (x0, x1) = x01.split_at_mut(q);
@@ -297,11 +298,11 @@ impl PrimeTab {
             let x3 = &mut x3[..q];
             for j in 0..q {
                 let (w, wc) = (t2[j][0], t2[j][1]);
-                let a0 = red(x0[j]);
+                let a0 = reduce2(x0[j], p2);
                 let u = shoup(x1[j], w, wc, p);
-                let b0 = red(a0 + u);
-                let b1 = red(a0 + p2 - u);
-                let a2 = red(x2[j]);
+                let b0 = reduce2(a0 + u, p2);
+                let b1 = reduce2(a0 + p2 - u, p2);
+                let a2 = reduce2(x2[j], p2);
                 let u = shoup(x3[j], w, wc, p);
                 let b2 = a2 + u;
                 let b3 = a2 + p2 - u;
@@ -761,20 +762,7 @@ mod tests {
     use super::*;
     use num_traits::Zero;
 
-    /// Deterministic SplitMix64 generator for tests.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn limbs(&mut self, n: usize) -> Vec<u64> {
-            (0..n).map(|_| self.next()).collect()
-        }
-    }
+    use crate::math::test_rng::Rng;
 
     fn full(a: &[u64], b: &[u64]) -> Vec<u64> {
         Tables::new(log2_ceil(a.len() + b.len())).mul_balanced(a, b)
