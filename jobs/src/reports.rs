@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use domain::stats::{Aggregate, Ratio, Summary, is_outlier, summarize};
 use entity::{report, report_total, server_aggregate};
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -138,7 +137,8 @@ fn parts(aggregate: &Aggregate) -> (i64, String, String, i64, i64) {
 /// Stores `reports` for `job_id` and folds them into the per-server and global
 /// aggregates, inside the caller's transaction (the one that marks the job done).
 ///
-/// The global row is locked first, so report writes are serialised: no two jobs can
+/// The global row (seeded by the migration) is locked first, so report writes are
+/// serialised: no two jobs can
 /// interleave their read-modify-write of an aggregate, and no lock order can deadlock.
 pub async fn record(
     tx: &DatabaseTransaction,
@@ -162,21 +162,6 @@ pub async fn record(
             .await?;
     }
 
-    report_total::Entity::insert(report_total::ActiveModel {
-        id: Set(1),
-        count: Set(0),
-        sum: Set("0".into()),
-        sum_sq: Set("0".into()),
-        min: Set(0),
-        max: Set(0),
-    })
-    .on_conflict(
-        OnConflict::column(report_total::Column::Id)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(tx)
-    .await?;
     let mut select = report_total::Entity::find_by_id(1);
     if postgres {
         select = select.lock_exclusive();
@@ -184,7 +169,7 @@ pub async fn record(
     let total = select
         .one(tx)
         .await?
-        .ok_or_else(|| DbErr::Custom("report_totals row vanished".into()))?;
+        .ok_or_else(|| DbErr::Custom("report_totals has no row: migrations not applied?".into()))?;
     let mut all = if total.count == 0 {
         Aggregate::default()
     } else {

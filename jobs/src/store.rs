@@ -153,12 +153,17 @@ impl JobStore {
     /// Creates a `queued` job, or returns the first job made with the same
     /// idempotency key within its window.
     pub async fn create(&self, new: NewJob) -> Result<Created, DbErr> {
+        // A unique violation means another request claimed the key between our read
+        // and our insert; the next try finds its job. Bounded, so that a violation of
+        // some other kind surfaces instead of spinning.
+        let mut tries = 0;
         loop {
             match self.try_create(&new).await {
-                Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                    // Another request claimed the key between our read and our insert:
-                    // go round again, and this time find its job.
-                    continue;
+                Err(err)
+                    if tries < 3
+                        && matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
+                {
+                    tries += 1;
                 }
                 other => return other,
             }
@@ -262,12 +267,8 @@ impl JobStore {
     /// Claims a delivered task's job for an attempt, unless the job is finished,
     /// cancelled, or belongs to another task now.
     pub async fn start_attempt(&self, envelope: &Envelope, worker: &str) -> Result<Start, DbErr> {
-        let startable: Vec<&str> = JobStatus::ALL
-            .into_iter()
-            .filter(|s| s.can_start())
-            .map(JobStatus::as_str)
-            .collect();
-        let updated = job::Entity::update_many()
+        let startable = statuses(JobStatus::can_start);
+        let mut updated = job::Entity::update_many()
             .col_expr(
                 job::Column::Status,
                 Expr::value(JobStatus::Running.as_str()),
@@ -285,12 +286,9 @@ impl JobStore {
             .filter(job::Column::Id.eq(envelope.job_id.clone()))
             .filter(job::Column::TaskId.eq(envelope.task_id.clone()))
             .filter(job::Column::Status.is_in(startable))
-            .exec(&self.db)
+            .exec_with_returning(&self.db)
             .await?;
-        if updated.rows_affected == 0 {
-            return Ok(Start::Skip);
-        }
-        Ok(match self.get(&envelope.job_id).await? {
+        Ok(match updated.pop() {
             Some(record) => Start::Run(Box::new(record)),
             None => Start::Skip,
         })
@@ -386,12 +384,8 @@ impl JobStore {
 
     /// Cancels a job that has not started.
     pub async fn cancel(&self, id: &str) -> Result<OperatorOutcome, DbErr> {
-        let cancellable: Vec<&str> = JobStatus::ALL
-            .into_iter()
-            .filter(|s| s.can_cancel())
-            .map(JobStatus::as_str)
-            .collect();
-        let updated = job::Entity::update_many()
+        let cancellable = statuses(JobStatus::can_cancel);
+        let mut updated = job::Entity::update_many()
             .col_expr(
                 job::Column::Status,
                 Expr::value(JobStatus::Cancelled.as_str()),
@@ -403,9 +397,9 @@ impl JobStore {
             )
             .filter(job::Column::Id.eq(id.to_owned()))
             .filter(job::Column::Status.is_in(cancellable))
-            .exec(&self.db)
+            .exec_with_returning(&self.db)
             .await?;
-        self.operator_outcome(id, updated.rows_affected).await
+        self.operator_outcome(id, updated.pop()).await
     }
 
     /// Gives a failed or dead job `extra_attempts` more attempts under a new task id;
@@ -417,12 +411,8 @@ impl JobStore {
         extra_attempts: u32,
     ) -> Result<OperatorOutcome, DbErr> {
         let extra = i32::try_from(Ord::max(extra_attempts, 1)).unwrap_or(i32::MAX);
-        let retriable: Vec<&str> = JobStatus::ALL
-            .into_iter()
-            .filter(|s| s.can_retry())
-            .map(JobStatus::as_str)
-            .collect();
-        let updated = job::Entity::update_many()
+        let retriable = statuses(JobStatus::can_retry);
+        let mut updated = job::Entity::update_many()
             .col_expr(job::Column::Status, Expr::value(JobStatus::Queued.as_str()))
             .col_expr(
                 job::Column::MaxAttempts,
@@ -442,20 +432,27 @@ impl JobStore {
             )
             .filter(job::Column::Id.eq(id.to_owned()))
             .filter(job::Column::Status.is_in(retriable))
-            .exec(&self.db)
+            .exec_with_returning(&self.db)
             .await?;
-        self.operator_outcome(id, updated.rows_affected).await
+        self.operator_outcome(id, updated.pop()).await
     }
 
-    async fn operator_outcome(&self, id: &str, rows: u64) -> Result<OperatorOutcome, DbErr> {
-        let Some(record) = self.get(id).await? else {
-            return Ok(OperatorOutcome::NotFound);
-        };
-        if rows > 0 {
+    /// `updated` is the row the operator's conditional update returned, if it matched;
+    /// otherwise the job is missing or in the wrong status, and a read tells which.
+    async fn operator_outcome(
+        &self,
+        id: &str,
+        updated: Option<JobRecord>,
+    ) -> Result<OperatorOutcome, DbErr> {
+        if let Some(record) = updated {
             return Ok(OperatorOutcome::Done(Box::new(record)));
         }
-        let status = record.status.parse().unwrap_or(JobStatus::Running);
-        Ok(OperatorOutcome::Conflict(status))
+        Ok(match self.get(id).await? {
+            None => OperatorOutcome::NotFound,
+            Some(record) => {
+                OperatorOutcome::Conflict(record.status.parse().unwrap_or(JobStatus::Running))
+            }
+        })
     }
 
     /// Tasks of jobs that waited far too long: `queued` since before `older_than`, or
@@ -495,6 +492,15 @@ impl JobStore {
     pub async fn ping(&self) -> Result<(), DbErr> {
         self.db.execute_unprepared("SELECT 1").await.map(|_| ())
     }
+}
+
+/// The wire names of the statuses for which `allowed` holds.
+fn statuses(allowed: fn(JobStatus) -> bool) -> Vec<&'static str> {
+    JobStatus::ALL
+        .into_iter()
+        .filter(|s| allowed(*s))
+        .map(JobStatus::as_str)
+        .collect()
 }
 
 fn millis(elapsed: Duration) -> i64 {

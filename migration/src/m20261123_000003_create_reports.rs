@@ -141,7 +141,30 @@ impl MigrationTrait for Migration {
             ReportTotals::Min,
             ReportTotals::Max,
         );
-        manager.create_table(totals.to_owned()).await
+        manager.create_table(totals.to_owned()).await?;
+        // The one totals row exists from the start, so that writers only ever lock
+        // and update it.
+        let seed = Query::insert()
+            .into_table(ReportTotals::Table)
+            .columns([
+                ReportTotals::Id,
+                ReportTotals::Count,
+                ReportTotals::Sum,
+                ReportTotals::SumSq,
+                ReportTotals::Min,
+                ReportTotals::Max,
+            ])
+            .values([
+                1.into(),
+                0.into(),
+                "0".into(),
+                "0".into(),
+                0.into(),
+                0.into(),
+            ])
+            .map_err(|e| DbErr::Custom(format!("seeding report_totals: {e}")))?
+            .to_owned();
+        manager.exec_stmt(seed).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
