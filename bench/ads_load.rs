@@ -11,13 +11,11 @@
 //! Backends: `BENCH_DATABASE_URL` (a fresh `conveyor_bench_<id>` database is made and
 //! dropped) and `BENCH_REDIS_URL`.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use conveyor::{Config, Role};
 use serde_json::Value;
 
 #[derive(Debug, Parser)]
@@ -42,12 +40,6 @@ struct Args {
     bench: bool,
 }
 
-#[derive(Debug, Parser)]
-struct ConfigOnly {
-    #[command(flatten)]
-    config: Config,
-}
-
 #[path = "common.rs"]
 mod common;
 
@@ -55,41 +47,10 @@ mod common;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bench_db = common::BenchDatabase::create().await?;
-    let (redis_url, id) = (bench_db.redis_url.clone(), bench_db.id.clone());
-
-    let mut config = ConfigOnly::parse_from(["bench"]).config;
-    config.backends.database_url = bench_db.url.clone();
-    config.backends.redis_url = Some(redis_url);
-    config.backends.queue_prefix = format!("bench{id}");
-    config.backends.database_max_connections = 32;
+    let mut config = bench_db.config();
     config.worker.concurrency = args.concurrency;
-    let backends = conveyor::connect(&config, true).await?;
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut roles = Vec::new();
-    let mut stopped_api = stopped.clone();
-    roles.push(tokio::spawn(conveyor::run(
-        Role::Api,
-        config.clone(),
-        backends.clone(),
-        Some(listener),
-        async move {
-            let _ = stopped_api.wait_for(|s| *s).await;
-        },
-    )));
-    for _ in 0..args.workers {
-        let mut stopped = stopped.clone();
-        roles.push(tokio::spawn(conveyor::run(
-            Role::Worker,
-            config.clone(),
-            backends.clone(),
-            None,
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            },
-        )));
-    }
+    let system = common::System::start(config, args.workers).await?;
+    let base = system.base.clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .build()?;
@@ -156,11 +117,8 @@ async fn main() -> anyhow::Result<()> {
         last_request.elapsed().as_secs_f64(),
         if counted == sent { "exact" } else { "MISMATCH" }
     );
-    let _ = stop.send(true);
-    for role in roles {
-        role.await??;
-    }
-    backends.queue.vacuum("ads").await?;
+    system.backends.queue.vacuum("ads").await?;
+    system.stop().await?;
     bench_db.drop_now().await?;
     Ok(())
 }

@@ -1,4 +1,6 @@
 //! What the benchmark programs share: a throwaway Postgres database and the Redis URL.
+// Each benchmark program compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 
@@ -41,6 +43,23 @@ impl BenchDatabase {
         })
     }
 
+    /// A Conveyor configuration (defaults and environment) on this database and Redis,
+    /// with a queue prefix of its own.
+    pub(crate) fn config(&self) -> conveyor::Config {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct ConfigOnly {
+            #[command(flatten)]
+            config: conveyor::Config,
+        }
+        let mut config = ConfigOnly::parse_from(["bench"]).config;
+        config.backends.database_url = self.url.clone();
+        config.backends.redis_url = Some(self.redis_url.clone());
+        config.backends.queue_prefix = format!("bench{}", self.id);
+        config.backends.database_max_connections = 32;
+        config
+    }
+
     /// Drops the database, closing whatever still uses it.
     pub(crate) async fn drop_now(self) -> anyhow::Result<()> {
         self.admin
@@ -49,6 +68,63 @@ impl BenchDatabase {
                 self.name
             ))
             .await?;
+        Ok(())
+    }
+}
+
+/// An api and `workers` worker pools running in this process over `config`.
+pub(crate) struct System {
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) base: String,
+    /// The connected backends.
+    pub(crate) backends: conveyor::Backends,
+    stop: tokio::sync::watch::Sender<bool>,
+    roles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl System {
+    /// Connects (with migrations), then starts the api on port 0 and the workers.
+    pub(crate) async fn start(config: conveyor::Config, workers: usize) -> anyhow::Result<Self> {
+        let backends = conveyor::connect(&config, true).await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let mut roles = vec![tokio::spawn(conveyor::run(
+            conveyor::Role::Api,
+            config.clone(),
+            backends.clone(),
+            Some(listener),
+            until_stopped(),
+        ))];
+        for _ in 0..workers {
+            roles.push(tokio::spawn(conveyor::run(
+                conveyor::Role::Worker,
+                config.clone(),
+                backends.clone(),
+                None,
+                until_stopped(),
+            )));
+        }
+        Ok(System {
+            base,
+            backends,
+            stop,
+            roles,
+        })
+    }
+
+    /// Stops every role gracefully and waits for them.
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for role in self.roles {
+            role.await??;
+        }
         Ok(())
     }
 }

@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::{FutureExt, StreamExt};
-use jobs::config::{BackendConfig, DeliveryConfig};
+use jobs::JobKind;
 use jobs::envelope::Envelope;
 use jobs::queue::{ConsumerConfig, Handler};
 use jobs::store::{Created, NewJob};
-use jobs::{JobKind, Queue};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -58,26 +57,12 @@ mod common;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bench_db = common::BenchDatabase::create().await?;
-    let (database_url, redis_url, id) = (
-        bench_db.url.clone(),
-        bench_db.redis_url.clone(),
-        bench_db.id.clone(),
-    );
-
-    let backends = BackendConfig {
-        database_url: database_url.clone(),
-        redis_url: Some(redis_url),
-        queue_prefix: format!("bench{id}"),
-        database_max_connections: 32,
-    };
-    let delivery = DeliveryConfig {
-        fetch_batch: args.fetch_batch,
-        ..DeliveryConfig::default()
-    };
-    let db = jobs::db::connect(&database_url, 32).await?;
-    jobs::db::migrate(&db).await?;
-    let queue = Queue::connect(&backends, &delivery, &db).await?;
-    let store = jobs::JobStore::new(db.clone(), Duration::from_secs(86_400));
+    let id = bench_db.id.clone();
+    let mut config = bench_db.config();
+    config.delivery.fetch_batch = args.fetch_batch;
+    let delivery = config.delivery.clone();
+    let system = conveyor::connect(&config, true).await?;
+    let (queue, store) = (system.queue.clone(), system.store.clone());
 
     let pipeline = args.mode == "pipeline";
     let n = args.n;
@@ -199,7 +184,6 @@ async fn main() -> anyhow::Result<()> {
         println!("records: {counts:?}");
     }
     queue.vacuum("default").await?;
-    db.close().await?;
     bench_db.drop_now().await?;
     Ok(())
 }

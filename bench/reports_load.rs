@@ -12,11 +12,9 @@
 //! Backends: `BENCH_DATABASE_URL` (a fresh `conveyor_bench_<id>` database is made on
 //! that server and dropped) and `BENCH_REDIS_URL`.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use conveyor::{Config, Role};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -116,46 +114,12 @@ mod common;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bench_db = common::BenchDatabase::create().await?;
-    let (redis_url, id) = (bench_db.redis_url.clone(), bench_db.id.clone());
-
-    let mut config = <ConfigOnly as Parser>::parse_from(["bench"]).config;
-    config.backends.database_url = bench_db.url.clone();
-    config.backends.redis_url = Some(redis_url);
-    config.backends.queue_prefix = format!("bench{id}");
-    config.backends.database_max_connections = 32;
+    let mut config = bench_db.config();
     config.reports.min_total = 1;
     config.reports.min_per_server = 1;
     config.worker.concurrency = args.concurrency;
-
-    let backends = conveyor::connect(&config, true).await?;
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let api = {
-        let mut stopped = stopped.clone();
-        tokio::spawn(conveyor::run(
-            Role::Api,
-            config.clone(),
-            backends.clone(),
-            Some(listener),
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            },
-        ))
-    };
-    let mut pools = Vec::new();
-    for _ in 0..args.workers {
-        let mut stopped = stopped.clone();
-        pools.push(tokio::spawn(conveyor::run(
-            Role::Worker,
-            config.clone(),
-            backends.clone(),
-            None,
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            },
-        )));
-    }
+    let system = common::System::start(config, args.workers).await?;
+    let base = system.base.clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .build()?;
@@ -249,18 +213,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let _ = stop.send(true);
-    api.await??;
-    for pool in pools {
-        pool.await??;
-    }
-    backends.queue.vacuum("reports").await?;
+    system.backends.queue.vacuum("reports").await?;
+    system.stop().await?;
     bench_db.drop_now().await?;
     Ok(())
-}
-
-#[derive(Debug, Parser)]
-struct ConfigOnly {
-    #[command(flatten)]
-    config: Config,
 }
