@@ -44,29 +44,48 @@ fn error(message: impl Into<String>) -> Json<FanoutError> {
     })
 }
 
-/// Answers of `all` and `within-timeout`.
+/// Answers of `within-timeout`: never an upstream error.
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "many_bad_request")]
-pub enum ManyAnswer {
+#[oai(bad_request_handler = "within_bad_request")]
+pub enum WithinAnswer {
+    /// The successful answers that arrived before the timeout, possibly none.
+    #[oai(status = 200)]
+    Ok(Json<Vec<Work>>),
+    /// `timeout` missing, not an integer, or not positive.
+    #[oai(status = 400)]
+    BadRequest(Json<FanoutError>),
+    /// Too many upstream requests in flight (`FANOUT_MAX_INFLIGHT`); try again.
+    #[oai(status = 503)]
+    Busy(Json<FanoutError>),
+}
+
+fn within_bad_request(err: poem::Error) -> WithinAnswer {
+    WithinAnswer::BadRequest(error(err.to_string()))
+}
+
+/// Answers of `all`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "all_bad_request")]
+pub enum AllAnswer {
     /// The successful answers, in arrival order.
     #[oai(status = 200)]
     Ok(Json<Vec<Work>>),
     /// `timeout` missing, not an integer, or not positive.
     #[oai(status = 400)]
     BadRequest(Json<FanoutError>),
-    /// `all`: no request succeeded.
+    /// No request succeeded.
     #[oai(status = 502)]
     BadGateway(Json<FanoutError>),
     /// Too many upstream requests in flight (`FANOUT_MAX_INFLIGHT`); try again.
     #[oai(status = 503)]
     Busy(Json<FanoutError>),
-    /// `all`: the timeout came before every request finished.
+    /// The timeout came before every request finished.
     #[oai(status = 504)]
     Timeout(Json<FanoutError>),
 }
 
-fn many_bad_request(err: poem::Error) -> ManyAnswer {
-    ManyAnswer::BadRequest(error(err.to_string()))
+fn all_bad_request(err: poem::Error) -> AllAnswer {
+    AllAnswer::BadRequest(error(err.to_string()))
 }
 
 /// Answers of `first` and `smart`.
@@ -234,29 +253,19 @@ impl FanoutApi {
         FanoutApi { state }
     }
 
-    async fn many(&self, policy: Policy, timeout: Option<&str>) -> ManyAnswer {
-        let answer = match deadline(timeout, false, self.state.config.max_ms) {
-            Ok(limit) => self.state.run(policy, limit).await,
-            Err(refusal) => Err(refusal),
-        };
-        match answer {
-            Ok(Answer::Ok(works)) => ManyAnswer::Ok(Json(works)),
-            Ok(Answer::Single(work)) => ManyAnswer::Ok(Json(vec![work])),
-            Ok(Answer::AllFailed) => ManyAnswer::BadGateway(error("every upstream request failed")),
-            Ok(Answer::DeadlineExceeded) => {
-                ManyAnswer::Timeout(error("the timeout passed before every request finished"))
-            }
-            Err(Refusal::BadTimeout(message)) => ManyAnswer::BadRequest(error(message)),
-            Err(Refusal::Busy) => ManyAnswer::Busy(error(busy_message())),
-        }
+    /// Validates `timeout` and runs `policy` under it.
+    async fn answer(
+        &self,
+        policy: Policy,
+        timeout: Option<&str>,
+        optional: bool,
+    ) -> Result<Answer<Work>, Refusal> {
+        let limit = deadline(timeout, optional, self.state.config.max_ms)?;
+        self.state.run(policy, limit).await
     }
 
     async fn one(&self, policy: Policy, timeout: Option<&str>, optional: bool) -> OneAnswer {
-        let answer = match deadline(timeout, optional, self.state.config.max_ms) {
-            Ok(limit) => self.state.run(policy, limit).await,
-            Err(refusal) => Err(refusal),
-        };
-        match answer {
+        match self.answer(policy, timeout, optional).await {
             Ok(Answer::Single(work)) => OneAnswer::Ok(Json(work)),
             Ok(Answer::Ok(mut works)) if !works.is_empty() => OneAnswer::Ok(Json(works.remove(0))),
             Ok(Answer::Ok(_) | Answer::AllFailed) => {
@@ -280,8 +289,17 @@ impl FanoutApi {
     /// Fires 3 requests at once; when all 3 have finished, answers the successful ones
     /// (502 if none succeeded); 504 if `timeout` (ms) comes first.
     #[oai(path = "/api/all", method = "get")]
-    async fn all(&self, timeout: Query<Option<String>>) -> ManyAnswer {
-        self.many(Policy::All, timeout.0.as_deref()).await
+    async fn all(&self, timeout: Query<Option<String>>) -> AllAnswer {
+        match self.answer(Policy::All, timeout.0.as_deref(), false).await {
+            Ok(Answer::Ok(works)) => AllAnswer::Ok(Json(works)),
+            Ok(Answer::Single(work)) => AllAnswer::Ok(Json(vec![work])),
+            Ok(Answer::AllFailed) => AllAnswer::BadGateway(error("every upstream request failed")),
+            Ok(Answer::DeadlineExceeded) => {
+                AllAnswer::Timeout(error("the timeout passed before every request finished"))
+            }
+            Err(Refusal::BadTimeout(message)) => AllAnswer::BadRequest(error(message)),
+            Err(Refusal::Busy) => AllAnswer::Busy(error(busy_message())),
+        }
     }
 
     /// Fires 3 requests at once; answers the first success, 502 as soon as all 3
@@ -294,8 +312,18 @@ impl FanoutApi {
     /// Fires 3 requests at once; answers the successes that arrived before `timeout`
     /// (ms), possibly none. Never an error for upstream failures.
     #[oai(path = "/api/within-timeout", method = "get")]
-    async fn within_timeout(&self, timeout: Query<Option<String>>) -> ManyAnswer {
-        self.many(Policy::WithinTimeout, timeout.0.as_deref()).await
+    async fn within_timeout(&self, timeout: Query<Option<String>>) -> WithinAnswer {
+        match self
+            .answer(Policy::WithinTimeout, timeout.0.as_deref(), false)
+            .await
+        {
+            Ok(Answer::Ok(works)) => WithinAnswer::Ok(Json(works)),
+            Ok(Answer::Single(work)) => WithinAnswer::Ok(Json(vec![work])),
+            // This policy answers only with its list; no upstream outcome is an error.
+            Ok(Answer::AllFailed | Answer::DeadlineExceeded) => WithinAnswer::Ok(Json(Vec::new())),
+            Err(Refusal::BadTimeout(message)) => WithinAnswer::BadRequest(error(message)),
+            Err(Refusal::Busy) => WithinAnswer::Busy(error(busy_message())),
+        }
     }
 
     /// Fires 1 request; a success within 300 ms is the answer. After 300 ms, or a

@@ -189,14 +189,36 @@ fn page_bad_request(err: poem::Error) -> PageAnswer {
     PageAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
 }
 
-/// Answers of the operator actions.
+/// Answers of `DELETE /jobs/{id}`.
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "action_bad_request")]
-pub enum ActionAnswer {
-    /// Cancelled.
+#[oai(bad_request_handler = "cancel_bad_request")]
+pub enum CancelAnswer {
+    /// Cancelled; the job as it is now.
     #[oai(status = 200)]
     Cancelled(Json<Box<JobView>>),
-    /// Re-enqueued.
+    /// Bad request.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No such job.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The job is running or finished.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The database is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn cancel_bad_request(err: poem::Error) -> CancelAnswer {
+    CancelAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
+}
+
+/// Answers of `POST /jobs/{id}/retry`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "retry_bad_request")]
+pub enum RetryAnswer {
+    /// Re-enqueued; the job as it is now.
     #[oai(status = 202)]
     Requeued(Json<Box<JobView>>),
     /// Bad request.
@@ -205,7 +227,7 @@ pub enum ActionAnswer {
     /// No such job.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// The job's status does not allow it.
+    /// The job is neither failed nor dead.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
     /// The database or the queue is unavailable.
@@ -213,8 +235,8 @@ pub enum ActionAnswer {
     Unavailable(Json<ErrorBody>),
 }
 
-fn action_bad_request(err: poem::Error) -> ActionAnswer {
-    ActionAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
+fn retry_bad_request(err: poem::Error) -> RetryAnswer {
+    RetryAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
 }
 
 /// Answers of `GET /queues`.
@@ -369,33 +391,33 @@ impl JobsApi {
 
     /// Cancels a job that has not started (`queued`, or `failed` awaiting a retry).
     #[oai(path = "/jobs/:id", method = "delete")]
-    async fn cancel_job(&self, id: Path<String>) -> ActionAnswer {
+    async fn cancel_job(&self, id: Path<String>) -> CancelAnswer {
         match self.state.store.cancel(&id).await {
             Ok(OperatorOutcome::Done(job)) => {
-                ActionAnswer::Cancelled(Json(Box::new((*job).into())))
+                CancelAnswer::Cancelled(Json(Box::new((*job).into())))
             }
-            Ok(OperatorOutcome::NotFound) => ActionAnswer::NotFound(not_found(&id)),
-            Ok(OperatorOutcome::Conflict(status)) => ActionAnswer::Conflict(Json(ErrorBody::new(
+            Ok(OperatorOutcome::NotFound) => CancelAnswer::NotFound(not_found(&id)),
+            Ok(OperatorOutcome::Conflict(status)) => CancelAnswer::Conflict(Json(ErrorBody::new(
                 "conflict",
                 format!(
                     "job '{}' is {status}; only queued or failed jobs can be cancelled",
                     &*id
                 ),
             ))),
-            Err(err) => ActionAnswer::Unavailable(unavailable(err)),
+            Err(err) => CancelAnswer::Unavailable(unavailable(err)),
         }
     }
 
     /// Re-enqueues a `failed` or `dead` job with a fresh budget of `JOB_MAX_ATTEMPTS`
     /// attempts (its attempt count goes on).
     #[oai(path = "/jobs/:id/retry", method = "post")]
-    async fn retry_job(&self, id: Path<String>) -> ActionAnswer {
+    async fn retry_job(&self, id: Path<String>) -> RetryAnswer {
         let extra = self.state.delivery.max_attempts;
         let job = match self.state.store.retry_by_hand(&id, extra).await {
             Ok(OperatorOutcome::Done(job)) => *job,
-            Ok(OperatorOutcome::NotFound) => return ActionAnswer::NotFound(not_found(&id)),
+            Ok(OperatorOutcome::NotFound) => return RetryAnswer::NotFound(not_found(&id)),
             Ok(OperatorOutcome::Conflict(status)) => {
-                return ActionAnswer::Conflict(Json(ErrorBody::new(
+                return RetryAnswer::Conflict(Json(ErrorBody::new(
                     "conflict",
                     format!(
                         "job '{}' is {status}; only failed or dead jobs can be retried",
@@ -403,7 +425,7 @@ impl JobsApi {
                     ),
                 )));
             }
-            Err(err) => return ActionAnswer::Unavailable(unavailable(err)),
+            Err(err) => return RetryAnswer::Unavailable(unavailable(err)),
         };
         match self
             .state
@@ -411,8 +433,8 @@ impl JobsApi {
             .push(&Envelope::of(&job), std::time::Duration::ZERO)
             .await
         {
-            Ok(()) => ActionAnswer::Requeued(Json(Box::new(job.into()))),
-            Err(err) => ActionAnswer::Unavailable(Json(ErrorBody::new(
+            Ok(()) => RetryAnswer::Requeued(Json(Box::new(job.into()))),
+            Err(err) => RetryAnswer::Unavailable(Json(ErrorBody::new(
                 "unavailable",
                 format!(
                     "queue unavailable: {err}; the job is queued and will be pushed by the scheduler's sweep"
