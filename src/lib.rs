@@ -44,6 +44,9 @@ pub struct Config {
     /// The ad routes' upstream.
     #[command(flatten)]
     pub ads: jobs::ads::AdsConfig,
+    /// Currency rates: provider, timetable, look-back.
+    #[command(flatten)]
+    pub rates: jobs::rates::RatesConfig,
     /// The workers.
     #[command(flatten)]
     pub worker: worker::WorkerConfig,
@@ -133,6 +136,7 @@ pub async fn run(
             math: config.math.clone(),
             reports: config.reports.clone(),
             ads: config.ads.clone(),
+            rates: config.rates.clone(),
         };
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -149,6 +153,7 @@ pub async fn run(
             worker::handlers::Context {
                 math: config.math.clone(),
                 metrics: backends.metrics.clone(),
+                rates: jobs::rates::provider::from_config(&config.rates),
             },
         );
         let queue = backends.queue.clone();
@@ -161,13 +166,19 @@ pub async fn run(
         });
     }
     if matches!(role, Role::All | Role::Scheduler) {
-        let store = backends.store.clone();
-        let queue = backends.queue.clone();
-        let scheduler_config = config.scheduler.clone();
+        let scheduler = scheduler::Scheduler {
+            store: backends.store.clone(),
+            queue: backends.queue.clone(),
+            config: config.scheduler.clone(),
+            rates: config.rates.clone(),
+            max_attempts: config.delivery.max_attempts,
+        };
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            scheduler::run(store, queue, scheduler_config, stop).await;
-            Ok(())
+            scheduler
+                .run(stop)
+                .await
+                .map_err(|e| anyhow::anyhow!("scheduler: {e}"))
         });
     }
     let mut result = Ok(());

@@ -176,10 +176,7 @@ impl AdParams<'_> {
 impl AdsApi {
     /// The routes over `state`; one pooled client for the VAST server.
     pub fn new(state: AppState) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(state.ads.vast_timeout_ms))
-            .build()
-            .unwrap_or_default();
+        let client = jobs::http::client(Duration::from_millis(state.ads.vast_timeout_ms));
         AdsApi { state, client }
     }
 

@@ -12,6 +12,7 @@ use crate::error::ErrorBody;
 use crate::fanout::FanoutApi;
 use crate::jobs::JobsApi;
 use crate::math::MathApi;
+use crate::rates::RatesApi;
 use crate::reports::ReportsApi;
 use crate::state::AppState;
 use crate::system::SystemApi;
@@ -25,6 +26,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             ReportsApi::new(state.clone()),
             AdsApi::new(state.clone()),
             MathApi::new(state.clone()),
+            RatesApi::new(state.clone()),
             FanoutApi::new(state.fanout.clone()),
         ),
         "Conveyor",

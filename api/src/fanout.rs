@@ -124,6 +124,7 @@ pub struct FanoutState {
 impl FanoutState {
     /// A client and a bound of `config.max_inflight` upstream requests.
     pub fn new(config: FanoutConfig) -> Self {
+        jobs::http::install_tls_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(config.max_ms.min(5_000)))
             .pool_max_idle_per_host(256)

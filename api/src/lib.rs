@@ -10,6 +10,8 @@
 //! - [`jobs`]: `/jobs…` and `/queues`.
 //! - [`ads`]: `/ad`, `/impression`, `/statistics`.
 //! - [`reports`]: `/process_report(s)`, `/process_statistics`, `/process_outliers`.
+//! - [`rates`]: `/rates`, `/rates/history`, `/rates/convert`, `POST /rates/refresh`,
+//!   `/get_currency`.
 //! - [`math`]: `/factorial`, `/fibonacci`, `/ackermann`, `POST /jobs/math`.
 //! - [`fanout`]: `/api/all`, `/api/first`, `/api/within-timeout`, `/api/smart`.
 //! - [`app`]: the routes, `/docs` and `/openapi.json` assembled; [`serve`] runs them.
@@ -23,6 +25,7 @@ pub mod error;
 pub mod fanout;
 pub mod jobs;
 pub mod math;
+pub mod rates;
 pub mod reports;
 pub mod state;
 pub mod system;

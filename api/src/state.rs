@@ -28,4 +28,6 @@ pub struct AppState {
     pub reports: jobs::reports::ReportsConfig,
     /// The VAST upstream of `/ad`.
     pub ads: jobs::ads::AdsConfig,
+    /// Time zone and look-back of the rates routes.
+    pub rates: jobs::rates::RatesConfig,
 }

@@ -2,6 +2,7 @@
 //! so it can be tested exhaustively.
 //!
 //! # Layout
+//! - [`calendar`]: the business-day calendar of the rates feature (missing weekdays).
 //! - [`fanout`]: the upstream fan-out policies (`all`, `first`, `within-timeout`,
 //!   `smart`) as clock-free state machines.
 //! - [`job`]: the job lifecycle (statuses and which transitions an operator may ask for).
@@ -12,6 +13,7 @@
 //! - [`retry`]: exponential backoff with jitter between attempts.
 #![warn(missing_docs)]
 
+pub mod calendar;
 pub mod fanout;
 pub mod job;
 pub mod math;

@@ -7,6 +7,7 @@
 //! - [`report`], [`server_aggregate`], [`report_total`]: server process reports and
 //!   their aggregates.
 //! - [`ad_counter`]: ad requests and impressions per user and per SDK version.
+//! - [`rate`], [`rate_fetch`]: currency rates and the log of what was fetched.
 //! - [`idempotency_key`]: `Idempotency-Key` header → the first job made with it.
 #![warn(missing_docs)]
 
@@ -14,6 +15,8 @@ pub mod ad_counter;
 pub mod idempotency_key;
 pub mod job;
 pub mod math_result;
+pub mod rate;
+pub mod rate_fetch;
 pub mod report;
 pub mod report_total;
 pub mod server_aggregate;

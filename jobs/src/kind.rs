@@ -24,17 +24,21 @@ pub enum JobKind {
     /// `ads.count`: one ad request or impression for a user and an SDK version
     /// (arguments: [`crate::ads::AdCountArgs`]).
     AdsCount,
+    /// `rates.ingest`: fetch one day of currency rates and store it
+    /// (arguments: [`crate::rates::RatesArgs`]).
+    RatesIngest,
 }
 
 impl JobKind {
     /// Every kind.
-    pub const ALL: [JobKind; 6] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::SystemNoop,
         JobKind::MathFactorial,
         JobKind::MathFibonacci,
         JobKind::MathAckermann,
         JobKind::ReportsRecord,
         JobKind::AdsCount,
+        JobKind::RatesIngest,
     ];
 
     /// The wire name, e.g. `system.noop`.
@@ -46,6 +50,7 @@ impl JobKind {
             JobKind::MathAckermann => "math.ackermann",
             JobKind::ReportsRecord => "reports.record",
             JobKind::AdsCount => "ads.count",
+            JobKind::RatesIngest => "rates.ingest",
         }
     }
 
@@ -57,6 +62,8 @@ impl JobKind {
             JobKind::MathFactorial | JobKind::MathFibonacci | JobKind::MathAckermann => "math",
             JobKind::ReportsRecord => "reports",
             JobKind::AdsCount => "ads",
+            // Waits on a slow upstream must not hold up counting.
+            JobKind::RatesIngest => "rates",
         }
     }
 }

@@ -8,6 +8,9 @@
 //! - [`reports`]: the `reports.record` job's arguments, aggregate writes and reads.
 //! - [`envelope`]: what travels on a queue: a job id, its kind and arguments.
 //! - [`db`]: connecting to the database and applying migrations.
+//! - [`rates`]: currency rates: the `rates.ingest` job, its providers, storage and reads.
+//! - [`submit`]: a job record, then its first task: what every producer calls.
+//! - [`http`]: the one way Conveyor builds HTTP clients (TLS provider installed).
 //! - [`store`]: job records: creation, lifecycle transitions, queries.
 //! - [`metrics`]: Prometheus metrics of the process.
 //! - [`queue`]: [`Queue`], the only place that knows which queue backend runs.
@@ -17,12 +20,15 @@ pub mod ads;
 pub mod config;
 pub mod db;
 pub mod envelope;
+pub mod http;
 pub mod kind;
 pub mod math;
 pub mod metrics;
 pub mod queue;
+pub mod rates;
 pub mod reports;
 pub mod store;
+pub mod submit;
 
 pub use envelope::Envelope;
 pub use kind::JobKind;

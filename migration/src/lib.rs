@@ -8,6 +8,7 @@ mod m20261123_000001_create_job_records;
 mod m20261123_000002_create_math_results;
 mod m20261123_000003_create_reports;
 mod m20261123_000004_create_ad_counters;
+mod m20261123_000005_create_rates;
 
 /// All migrations, in order.
 #[derive(Debug)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_create_math_results::Migration),
             Box::new(m20261123_000003_create_reports::Migration),
             Box::new(m20261123_000004_create_ad_counters::Migration),
+            Box::new(m20261123_000005_create_rates::Migration),
         ]
     }
 }

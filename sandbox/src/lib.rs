@@ -4,10 +4,13 @@
 //! # Layout
 //! - [`SandboxConfig`]: address, seed and the failure mix.
 //! - [`work`]: the unreliable "work" server of the fan-out routes (`GET /work`).
+//! - [`rates`]: the rate providers in fixer's and frankfurter's shapes
+//!   (`GET /fixer/{date}`, `GET /frankfurter/{date}`).
 //! - [`vast`]: the VAST ad server of `GET /ad` (`GET /vast`).
 //! - [`app`] / [`serve`]: the routes assembled and served.
 #![warn(missing_docs)]
 
+pub mod rates;
 pub mod vast;
 pub mod work;
 
@@ -54,6 +57,8 @@ pub fn app(config: &SandboxConfig) -> impl Endpoint + use<> {
     Route::new()
         .at("/work", get(work::answer).data(work))
         .at("/vast", get(vast::answer))
+        .at("/fixer/:date", get(rates::fixer))
+        .at("/frankfurter/:date", get(rates::frankfurter))
 }
 
 /// Serves the sandbox on `listener` until `shutdown` completes.

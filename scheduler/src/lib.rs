@@ -3,12 +3,66 @@
 //!
 //! # Layout
 //! - [`config`]: the scheduler role's settings.
+//! - [`rates`]: the rates timetable (apalis-cron), enqueued once per tick across
+//!   replicas by per-tick idempotency keys.
 //! - [`housekeeping`]: forgets acknowledged queue tasks; pushes again the tasks of
 //!   jobs that waited far too long (a push lost to a crash between record and queue).
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod housekeeping;
+pub mod rates;
+
+use std::future::Future;
+
+use jobs::rates::RatesConfig;
+use jobs::{JobStore, Queue};
 
 pub use config::SchedulerConfig;
-pub use housekeeping::run;
+pub use rates::RatesTimetable;
+
+/// Everything the scheduler role runs.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    /// Job records.
+    pub store: JobStore,
+    /// The queues.
+    pub queue: Queue,
+    /// Housekeeping settings.
+    pub config: SchedulerConfig,
+    /// The rates timetable's settings.
+    pub rates: RatesConfig,
+    /// Attempt budget of the jobs it enqueues.
+    pub max_attempts: u32,
+}
+
+impl Scheduler {
+    /// Runs the timetables and housekeeping until `shutdown` completes. A bad
+    /// `RATES_CRON` or `RATES_TZ` is an error at once.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
+        let timetable = if self.rates.timetable_enabled() {
+            Some(RatesTimetable::new(
+                self.store.clone(),
+                self.queue.clone(),
+                self.rates.clone(),
+                self.max_attempts,
+            )?)
+        } else {
+            tracing::info!("rates timetable off (RATES_CRON=off)");
+            None
+        };
+        let timetable = async move {
+            match timetable {
+                Some(timetable) => timetable.run().await,
+                None => std::future::pending().await,
+            }
+        };
+        let housekeeping =
+            housekeeping::run(self.store, self.queue, self.config, std::future::pending());
+        tokio::select! {
+            () = shutdown => Ok(()),
+            () = housekeeping => Ok(()),
+            result = timetable => result,
+        }
+    }
+}

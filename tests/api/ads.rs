@@ -227,7 +227,7 @@ async fn concurrent_requests_are_counted_exactly(stack: Stack) {
     };
     const N: usize = 2_000;
     let requests = (0..N).map(|i| {
-        let client = reqwest::Client::new();
+        let client = crate::helpers::http_client();
         let route = if i % 2 == 0 { "impression" } else { "ad" };
         let url = app.url(&format!(
             "/{route}?{}",

@@ -45,6 +45,16 @@ pub(crate) struct Resources {
     _containers: Vec<ContainerAsync<GenericImage>>,
 }
 
+impl Resources {
+    /// Nothing of its own: for a second process over another test's backends.
+    pub(crate) fn none() -> Resources {
+        Resources {
+            _dir: tempfile::tempdir().expect("temp dir"),
+            _containers: Vec::new(),
+        }
+    }
+}
+
 /// Postgres (admin URL) and Redis for the production stack.
 struct Servers {
     admin_url: String,
@@ -149,6 +159,13 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
         },
         reports: jobs::reports::ReportsConfig::default(),
         ads: jobs::ads::AdsConfig::default(),
+        // Off unless a test turns it on: a start-up backfill would add jobs to every
+        // test's counts.
+        rates: jobs::rates::RatesConfig {
+            cron: "off".to_owned(),
+            timeout_ms: 2_000,
+            ..jobs::rates::RatesConfig::default()
+        },
         worker: worker::WorkerConfig {
             concurrency: 8,
             queues: Vec::new(),
@@ -189,6 +206,12 @@ async fn fresh_postgres_database(admin_url: &str, suffix: &str) -> String {
     format!("{server}/{name}{query}")
 }
 
+/// A plain client; reqwest needs the process's TLS provider installed first.
+pub(crate) fn http_client() -> reqwest::Client {
+    jobs::http::install_tls_provider();
+    reqwest::Client::new()
+}
+
 /// The whole system (api, workers, scheduler) on `stack`.
 pub(crate) async fn spawn_app(stack: Stack) -> TestApp {
     let (config, resources) = test_config(stack).await;
@@ -215,7 +238,7 @@ pub(crate) async fn spawn_with(config: Config, resources: Resources, role: Role)
     let handle = tokio::spawn(run);
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        client: http_client(),
         backends,
         shutdown: Some(tx),
         handle: Some(handle),

@@ -7,5 +7,6 @@ mod fanout;
 mod helpers;
 mod jobs_lifecycle;
 mod math;
+mod rates;
 mod reports;
 mod system;

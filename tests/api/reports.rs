@@ -210,7 +210,7 @@ async fn concurrent_reports_are_all_counted_once(stack: Stack) {
     .await;
     const N: usize = 1_000;
     let requests = (0..N).map(|i| {
-        let client = reqwest::Client::new();
+        let client = crate::helpers::http_client();
         let url = app.url("/process_report");
         let body = report(&format!("server-{}", i % 50), (i % 7) as i64);
         async move {

@@ -16,6 +16,7 @@ on_both_stacks!(ping_and_root_answer_pong);
 #[tokio::test]
 async fn a_browser_at_root_is_sent_to_the_docs() {
     let app = spawn_app(Stack::Embedded).await;
+    jobs::http::install_tls_provider();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

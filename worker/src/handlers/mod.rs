@@ -3,12 +3,16 @@
 
 pub mod ads;
 pub mod math;
+pub mod rates;
 pub mod reports;
 pub mod system;
+
+use std::sync::Arc;
 
 use jobs::JobKind;
 use jobs::math::MathConfig;
 use jobs::metrics::Metrics;
+use jobs::rates::provider::RatesProvider;
 use jobs::store::{Effect, JobRecord};
 use serde_json::Value;
 
@@ -43,12 +47,25 @@ pub enum HandlerError {
 }
 
 /// What handlers may need besides the job record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Context {
     /// Limits of the math jobs.
     pub math: MathConfig,
     /// Process metrics.
     pub metrics: Metrics,
+    /// Where `rates.ingest` fetches from.
+    pub rates: Arc<dyn RatesProvider>,
+}
+
+impl Default for Context {
+    /// Default limits and the default provider (frankfurter), for tests and tools.
+    fn default() -> Self {
+        Context {
+            math: MathConfig::default(),
+            metrics: Metrics::default(),
+            rates: jobs::rates::provider::from_config(&jobs::rates::RatesConfig::default()),
+        }
+    }
 }
 
 /// Runs the handler of `kind` for one attempt of `record`.
@@ -64,5 +81,6 @@ pub async fn run(
         }
         JobKind::ReportsRecord => reports::run(record).await,
         JobKind::AdsCount => ads::run(record).await,
+        JobKind::RatesIngest => rates::run(record, context).await,
     }
 }

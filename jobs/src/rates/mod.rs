@@ -1,0 +1,185 @@
+//! Currency rates (SPEC §4): the `rates.ingest` job's arguments, the providers it
+//! fetches from, the storage it writes, and the reads of the routes.
+//!
+//! # Layout
+//! - here: [`RatesConfig`] and [`RatesArgs`].
+//! - [`provider`]: the [`provider::RatesProvider`] trait, `fixer` and `frankfurter`.
+//! - [`store`]: one upsert per day in the job's success transaction; reads.
+
+pub mod provider;
+pub mod store;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The base currency of every stored rate.
+pub const BASE: &str = "EUR";
+
+/// Arguments of `rates.ingest`: fetch one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatesArgs {
+    /// The day asked for; the provider's answer may carry an earlier date (holidays).
+    pub date: NaiveDate,
+    /// Who asked.
+    pub reason: IngestReason,
+    /// The timetable's tick this job was made for (cron and start-up jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tick: Option<DateTime<Utc>>,
+}
+
+/// Who asked for a `rates.ingest` job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestReason {
+    /// A tick of `RATES_CRON`.
+    Cron,
+    /// The backfill when a scheduler starts.
+    Startup,
+    /// `POST /rates/refresh`.
+    Refresh,
+}
+
+impl IngestReason {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngestReason::Cron => "cron",
+            IngestReason::Startup => "startup",
+            IngestReason::Refresh => "refresh",
+        }
+    }
+}
+
+/// A secret from the environment: usable, never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Which provider `rates.ingest` fetches from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderChoice {
+    /// `fixer` when `FIXER_KEY` is set, else `frankfurter`.
+    Auto,
+    /// fixer.io (needs `FIXER_KEY`).
+    Fixer,
+    /// frankfurter (ECB rates, no key).
+    Frankfurter,
+}
+
+/// Settings of the rates feature, from the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RatesConfig {
+    /// Rate provider: `auto` (fixer when FIXER_KEY is set, else frankfurter), `fixer`,
+    /// `frankfurter`.
+    #[arg(
+        long = "rates-provider",
+        env = "RATES_PROVIDER",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub provider: ProviderChoice,
+    /// fixer.io's API root; `GET {FIXER_URL}/{YYYY-MM-DD}?access_key=…&base=EUR`.
+    #[arg(long, env = "FIXER_URL", default_value = "http://data.fixer.io/api")]
+    pub fixer_url: String,
+    /// fixer.io access key. Never logged, never in errors.
+    #[arg(long, env = "FIXER_KEY", hide_env_values = true)]
+    pub fixer_key: Option<Secret>,
+    /// frankfurter's API root; `GET {FRANKFURTER_URL}/{YYYY-MM-DD}?from=EUR`.
+    #[arg(
+        long,
+        env = "FRANKFURTER_URL",
+        default_value = "https://api.frankfurter.app"
+    )]
+    pub frankfurter_url: String,
+    /// How long one provider request may take, in ms.
+    #[arg(
+        id = "rates_timeout_ms",
+        long = "rates-timeout-ms",
+        env = "RATES_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub timeout_ms: u64,
+    /// When the scheduler fetches rates: a cron expression with a seconds field
+    /// (`sec min hour day-of-month month day-of-week`), or `off` for no timetable
+    /// (and no start-up backfill).
+    #[arg(
+        long = "rates-cron",
+        env = "RATES_CRON",
+        default_value = "0 0 9 * * Mon-Fri"
+    )]
+    pub cron: String,
+    /// Time zone of `RATES_CRON` and of "today" (an IANA name, e.g. `Europe/Berlin`).
+    #[arg(long = "rates-tz", env = "RATES_TZ", default_value = "UTC")]
+    pub tz: String,
+    /// How many days back every tick makes sure weekdays have rates.
+    #[arg(
+        long = "rates-lookback-days",
+        env = "RATES_LOOKBACK_DAYS",
+        default_value_t = 31
+    )]
+    pub lookback_days: u32,
+}
+
+impl Default for RatesConfig {
+    fn default() -> Self {
+        RatesConfig {
+            provider: ProviderChoice::Auto,
+            fixer_url: "http://data.fixer.io/api".to_owned(),
+            fixer_key: None,
+            frankfurter_url: "https://api.frankfurter.app".to_owned(),
+            timeout_ms: 10_000,
+            cron: "0 0 9 * * Mon-Fri".to_owned(),
+            tz: "UTC".to_owned(),
+            lookback_days: 31,
+        }
+    }
+}
+
+impl RatesConfig {
+    /// Whether the scheduler runs the rates timetable (`RATES_CRON` is not `off`).
+    pub fn timetable_enabled(&self) -> bool {
+        !self.cron.trim().eq_ignore_ascii_case("off")
+    }
+
+    /// The time zone, or a message naming the bad value.
+    pub fn time_zone(&self) -> Result<chrono_tz::Tz, String> {
+        self.tz
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| format!("RATES_TZ '{}' is not an IANA time zone name", self.tz))
+    }
+
+    /// The date at `instant` in `RATES_TZ`.
+    pub fn date_at(&self, instant: DateTime<Utc>) -> Result<NaiveDate, String> {
+        Ok(instant.with_timezone(&self.time_zone()?).date_naive())
+    }
+
+    /// Timeout of one provider request.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
