@@ -405,12 +405,7 @@ impl RatesApi {
         date: Query<Option<String>>,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
     ) -> RefreshAnswer {
-        let today = match self.state.rates.date_at(Utc::now()) {
-            Ok(today) => today,
-            Err(err) => {
-                return RefreshAnswer::Unavailable(Json(ErrorBody::new("unavailable", err)));
-            }
-        };
+        let today = self.state.rates.date_at(Utc::now());
         let date = match parse_date("date", date.0.as_deref()) {
             Ok(date) => date.unwrap_or(today),
             Err(e) => return RefreshAnswer::BadRequest(bad(e)),

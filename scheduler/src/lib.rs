@@ -38,7 +38,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Runs the timetables and housekeeping until `shutdown` completes. A bad
-    /// `RATES_CRON` or `RATES_TZ` is an error at once.
+    /// `RATES_CRON` is an error at once (a bad `RATES_TZ` never gets this far).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
         let timetable = if self.rates.timetable_enabled() {
             Some(RatesTimetable::new(

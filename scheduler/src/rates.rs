@@ -35,7 +35,6 @@ pub struct RatesTimetable {
     queue: Queue,
     config: RatesConfig,
     schedule: cron::Schedule,
-    tz: chrono_tz::Tz,
     max_attempts: u32,
 }
 
@@ -49,8 +48,8 @@ pub struct TickReport {
 }
 
 impl RatesTimetable {
-    /// A timetable over these backends; a bad `RATES_CRON` or `RATES_TZ` is an error
-    /// that names the variable.
+    /// A timetable over these backends; a bad `RATES_CRON` is an error that names the
+    /// variable.
     pub fn new(
         store: JobStore,
         queue: Queue,
@@ -58,20 +57,13 @@ impl RatesTimetable {
         max_attempts: u32,
     ) -> Result<Self, String> {
         let schedule = parse_cron(&config.cron)?;
-        let tz = config.time_zone()?;
         Ok(RatesTimetable {
             store,
             queue,
             config,
             schedule,
-            tz,
             max_attempts,
         })
-    }
-
-    /// The next ticks after now, in `RATES_TZ`.
-    pub fn upcoming(&self, n: usize) -> Vec<DateTime<chrono_tz::Tz>> {
-        self.schedule.upcoming(self.tz).take(n).collect()
     }
 
     /// Runs the start-up backfill, then every tick, until dropped.
@@ -87,7 +79,7 @@ impl RatesTimetable {
             Err(err) => tracing::warn!(%err, "rates backfill at start failed"),
         }
         let mut ticks = apalis_cron::CronScheduler::new(self.schedule.clone())
-            .with_timezone(self.tz)
+            .with_timezone(self.config.tz)
             .into_stream()
             .boxed();
         while let Some(tick) = ticks.next().await {
@@ -134,7 +126,7 @@ impl RatesTimetable {
     /// The dates to fetch at `at`: today in `RATES_TZ` (on weekdays) and the missing
     /// weekdays of the look-back window.
     pub async fn dates_at(&self, at: DateTime<Utc>) -> Result<Vec<NaiveDate>, String> {
-        let today = at.with_timezone(&self.tz).date_naive();
+        let today = self.config.date_at(at);
         let since = today
             .checked_sub_days(Days::new(u64::from(self.config.lookback_days)))
             .unwrap_or(NaiveDate::MIN);
@@ -216,10 +208,22 @@ mod tests {
     fn bad_settings_name_their_variable() {
         let err = parse_cron("every day at nine").expect_err("not cron");
         assert!(err.contains("RATES_CRON"), "{err}");
-        let config = RatesConfig {
-            tz: "Mars/Olympus".to_owned(),
-            ..RatesConfig::default()
-        };
-        assert!(config.time_zone().expect_err("bad tz").contains("RATES_TZ"));
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            rates: RatesConfig,
+        }
+        use clap::Parser;
+        let err = Only::try_parse_from(["scheduler", "--rates-tz", "Mars/Olympus"])
+            .err()
+            .expect("an unknown time zone is refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("--rates-tz")
+                && text.contains("'Mars/Olympus' is not an IANA time zone name"),
+            "{text}"
+        );
+        let ok = Only::try_parse_from(["scheduler", "--rates-tz", "Europe/Berlin"]).expect("valid");
+        assert_eq!(ok.rates.tz, chrono_tz::Tz::Europe__Berlin);
     }
 }

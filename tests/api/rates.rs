@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{Datelike, Days, NaiveDate, Utc, Weekday};
 use conveyor::Role;
+use domain::calendar::is_weekday;
 use jobs::rates::provider::{DayRates, ProviderError, from_config};
 use jobs::rates::{ProviderChoice, RatesArgs, RatesConfig, Secret};
 use jobs::store::JobFilter;
@@ -23,10 +24,6 @@ const KEY: &str = "s3cr3t-fixer-key";
 
 fn day(text: &str) -> NaiveDate {
     text.parse().expect("test dates are valid")
-}
-
-fn is_weekday(date: NaiveDate) -> bool {
-    !matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
 }
 
 /// Rates the mock answers for a date: USD and GBP move with the day, JPY is fixed.

@@ -44,17 +44,6 @@ pub enum IngestReason {
     Refresh,
 }
 
-impl IngestReason {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IngestReason::Cron => "cron",
-            IngestReason::Startup => "startup",
-            IngestReason::Refresh => "refresh",
-        }
-    }
-}
-
 /// A secret from the environment: usable, never printed (`Debug` shows `***`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -134,8 +123,10 @@ pub struct RatesConfig {
     )]
     pub cron: String,
     /// Time zone of `RATES_CRON` and of "today" (an IANA name, e.g. `Europe/Berlin`).
-    #[arg(long = "rates-tz", env = "RATES_TZ", default_value = "UTC")]
-    pub tz: String,
+    /// Parsed with the rest of the configuration, so that a bad name stops every role
+    /// at start instead of failing requests later.
+    #[arg(long = "rates-tz", env = "RATES_TZ", default_value = "UTC", value_parser = parse_tz)]
+    pub tz: chrono_tz::Tz,
     /// How many days back every tick makes sure weekdays have rates.
     #[arg(
         long = "rates-lookback-days",
@@ -154,7 +145,7 @@ impl Default for RatesConfig {
             frankfurter_url: "https://api.frankfurter.app".to_owned(),
             timeout_ms: 10_000,
             cron: "0 0 9 * * Mon-Fri".to_owned(),
-            tz: "UTC".to_owned(),
+            tz: chrono_tz::Tz::UTC,
             lookback_days: 31,
         }
     }
@@ -166,20 +157,19 @@ impl RatesConfig {
         !self.cron.trim().eq_ignore_ascii_case("off")
     }
 
-    /// The time zone, or a message naming the bad value.
-    pub fn time_zone(&self) -> Result<chrono_tz::Tz, String> {
-        self.tz
-            .parse::<chrono_tz::Tz>()
-            .map_err(|_| format!("RATES_TZ '{}' is not an IANA time zone name", self.tz))
-    }
-
     /// The date at `instant` in `RATES_TZ`.
-    pub fn date_at(&self, instant: DateTime<Utc>) -> Result<NaiveDate, String> {
-        Ok(instant.with_timezone(&self.time_zone()?).date_naive())
+    pub fn date_at(&self, instant: DateTime<Utc>) -> NaiveDate {
+        instant.with_timezone(&self.tz).date_naive()
     }
 
     /// Timeout of one provider request.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
+}
+
+/// An IANA time zone name, e.g. `Europe/Berlin`.
+fn parse_tz(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse()
+        .map_err(|_| format!("'{name}' is not an IANA time zone name, e.g. Europe/Berlin"))
 }
