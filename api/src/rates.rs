@@ -76,7 +76,18 @@ fn day_bad_request(err: poem::Error) -> DayAnswer {
     DayAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
 }
 
-/// Answers of `GET /rates/history` and `GET /get_currency`.
+/// Answers of `GET /get_currency` (it takes no parameters, so it has no 400).
+#[derive(ApiResponse)]
+pub enum AllDaysAnswer {
+    /// Every stored day, oldest first (empty when none).
+    #[oai(status = 200)]
+    Ok(Json<Vec<RatesDay>>),
+    /// The database is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+/// Answers of `GET /rates/history`.
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "history_bad_request")]
 pub enum HistoryAnswer {
@@ -253,11 +264,8 @@ impl RatesApi {
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
         symbols: &[String],
-    ) -> HistoryAnswer {
-        let days = match store::days(self.state.store.db(), from, to).await {
-            Ok(days) => days,
-            Err(err) => return HistoryAnswer::Unavailable(unavailable(err)),
-        };
+    ) -> Result<Vec<RatesDay>, jobs::store::DbErr> {
+        let days = store::days(self.state.store.db(), from, to).await?;
         let list = days
             .into_iter()
             .map(|(date, rates)| {
@@ -273,7 +281,7 @@ impl RatesApi {
                 day_of(date, rates)
             })
             .collect();
-        HistoryAnswer::Ok(Json(list))
+        Ok(list)
     }
 }
 
@@ -331,7 +339,10 @@ impl RatesApi {
         {
             return HistoryAnswer::BadRequest(bad(format!("from {from} is after to {to}")));
         }
-        self.history(from, to, &symbols).await
+        match self.history(from, to, &symbols).await {
+            Ok(days) => HistoryAnswer::Ok(Json(days)),
+            Err(err) => HistoryAnswer::Unavailable(unavailable(err)),
+        }
     }
 
     /// Converts `amount` (default 1) of `from` into `to` with the rates of `date`
@@ -448,7 +459,10 @@ impl RatesApi {
 
     /// The old service's route: every stored day, oldest first.
     #[oai(path = "/get_currency", method = "get")]
-    async fn get_currency(&self) -> HistoryAnswer {
-        self.history(None, None, &[]).await
+    async fn get_currency(&self) -> AllDaysAnswer {
+        match self.history(None, None, &[]).await {
+            Ok(days) => AllDaysAnswer::Ok(Json(days)),
+            Err(err) => AllDaysAnswer::Unavailable(unavailable(err)),
+        }
     }
 }
