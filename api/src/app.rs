@@ -3,8 +3,12 @@
 use std::future::Future;
 use std::time::Duration;
 
+use poem::error::ReadBodyError;
+use poem::http::StatusCode;
+use poem::http::header::TRANSFER_ENCODING;
 use poem::listener::TcpAcceptor;
-use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route, Server};
+use poem::web::headers::{self, HeaderMapExt};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
 use poem_openapi::OpenApiService;
 
 use crate::ads::AdsApi;
@@ -36,10 +40,17 @@ pub fn app(state: AppState) -> impl Endpoint {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let metrics = state.metrics.clone();
+    let max_body = state.config.max_body_bytes;
     Route::new()
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .nest("/", api)
+        .around(move |ep, req| async move {
+            match limit_body(req, max_body).await {
+                Ok(req) => ep.call(req).await.map(IntoResponse::into_response),
+                Err(too_large) => Ok(too_large),
+            }
+        })
         .catch_all_error(|err: poem::Error| async move { json_error(&err) })
         .around(move |ep, req| {
             let metrics = metrics.clone();
@@ -62,10 +73,44 @@ fn json_error(err: &poem::Error) -> Response {
         s if s < 500 => "bad_request",
         _ => "internal",
     };
-    let body = ErrorBody::new(tag, err.to_string());
+    error_response(status, ErrorBody::new(tag, err.to_string()))
+}
+
+/// `{"error", "message"}` with this status.
+fn error_response(status: StatusCode, body: ErrorBody) -> Response {
     poem::web::Json(serde_json::json!({ "error": body.error, "message": body.message }))
         .with_status(status)
         .into_response()
+}
+
+/// Refuses a body over `max` bytes with 413 and JSON before any route reads it: at
+/// once by its `Content-Length`, or, for a body without one (chunked), once more than
+/// `max` bytes have arrived.
+async fn limit_body(mut req: Request, max: usize) -> Result<Request, Response> {
+    let too_large = || {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorBody::new(
+                "payload_too_large",
+                format!("the request body is larger than {max} bytes (MAX_BODY_BYTES)"),
+            ),
+        )
+    };
+    match req.headers().typed_get::<headers::ContentLength>() {
+        Some(length) if length.0 > max as u64 => Err(too_large()),
+        Some(_) => Ok(req),
+        None if req.headers().contains_key(TRANSFER_ENCODING) => {
+            match req.take_body().into_bytes_limit(max).await {
+                Ok(bytes) => {
+                    req.set_body(bytes);
+                    Ok(req)
+                }
+                Err(ReadBodyError::PayloadTooLarge) => Err(too_large()),
+                Err(err) => Err(json_error(&err.into())),
+            }
+        }
+        None => Ok(req),
+    }
 }
 
 /// Serves on an already bound listener until `shutdown` completes, then lets open

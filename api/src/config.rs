@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use jobs::secret::Secret;
+
 /// Api settings, from the environment.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiConfig {
@@ -14,9 +16,26 @@ pub struct ApiConfig {
     /// Largest page of `GET /jobs`.
     #[arg(long, env = "JOBS_PAGE_MAX", default_value_t = 500)]
     pub jobs_page_max: u64,
+    /// Bearer token of the mutating operator routes (`DELETE /jobs/{id}`,
+    /// `POST /jobs/{id}/retry`, `POST /rates/refresh`): when set, they answer 401
+    /// without `Authorization: Bearer <token>`. Unset or empty: open. Never logged.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+    /// Largest request body in bytes; a larger one is answered 413.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
 }
 
+/// 4 MiB: a full `POST /process_reports` batch of `REPORTS_BATCH_MAX` reports with
+/// room to spare.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 impl ApiConfig {
+    /// The admin token, when one is set and not empty.
+    pub fn admin_token(&self) -> Option<&Secret> {
+        self.admin_token.as_ref().filter(|t| !t.is_empty())
+    }
+
     /// The idempotency window.
     pub fn idempotency_window(&self) -> Duration {
         Duration::from_secs(self.idempotency_window_secs)
@@ -29,6 +48,8 @@ impl Default for ApiConfig {
             bind_addr: "0.0.0.0:5000".to_owned(),
             idempotency_window_secs: 86_400,
             jobs_page_max: 500,
+            admin_token: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }

@@ -6,11 +6,13 @@ use jobs::JobKind;
 use jobs::envelope::Envelope;
 use jobs::kind::NoopArgs;
 use jobs::store::{JobFilter, JobRecord, OperatorOutcome};
+use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use serde_json::Value;
 
+use crate::auth::{CHALLENGE, Unauthorized, authorize};
 use crate::enqueue::{EnqueueError, enqueue};
 use crate::error::ErrorBody;
 use crate::state::AppState;
@@ -199,6 +201,9 @@ pub enum CancelAnswer {
     /// Bad request.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// `ADMIN_TOKEN` is set and the request does not carry it as a bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// No such job.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -224,6 +229,9 @@ pub enum RetryAnswer {
     /// Bad request.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// `ADMIN_TOKEN` is set and the request does not carry it as a bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// No such job.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -390,8 +398,12 @@ impl JobsApi {
     }
 
     /// Cancels a job that has not started (`queued`, or `failed` awaiting a retry).
+    /// Needs `Authorization: Bearer <ADMIN_TOKEN>` when `ADMIN_TOKEN` is set.
     #[oai(path = "/jobs/:id", method = "delete")]
-    async fn cancel_job(&self, id: Path<String>) -> CancelAnswer {
+    async fn cancel_job(&self, req: &Request, id: Path<String>) -> CancelAnswer {
+        if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
+            return CancelAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
         match self.state.store.cancel(&id).await {
             Ok(OperatorOutcome::Done(job)) => {
                 CancelAnswer::Cancelled(Json(Box::new((*job).into())))
@@ -409,9 +421,13 @@ impl JobsApi {
     }
 
     /// Re-enqueues a `failed` or `dead` job with a fresh budget of `JOB_MAX_ATTEMPTS`
-    /// attempts (its attempt count goes on).
+    /// attempts (its attempt count goes on). Needs `Authorization: Bearer <ADMIN_TOKEN>`
+    /// when `ADMIN_TOKEN` is set.
     #[oai(path = "/jobs/:id/retry", method = "post")]
-    async fn retry_job(&self, id: Path<String>) -> RetryAnswer {
+    async fn retry_job(&self, req: &Request, id: Path<String>) -> RetryAnswer {
+        if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
+            return RetryAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
         let extra = self.state.delivery.max_attempts;
         let job = match self.state.store.retry_by_hand(&id, extra).await {
             Ok(OperatorOutcome::Done(job)) => *job,

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: the api role's settings.
 //! - [`state`]: what every route shares (job store, queue, metrics, settings).
+//! - [`auth`]: `ADMIN_TOKEN`, the bearer token of the mutating operator routes.
 //! - [`error`]: the JSON error body of the system and job routes.
 //! - [`enqueue`]: create a job record and push its first task, honouring `Idempotency-Key`.
 //! - [`system`]: `/`, `/ping`, `/health`, `/ready`, `/metrics`.
@@ -19,6 +20,7 @@
 
 pub mod ads;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod enqueue;
 pub mod error;

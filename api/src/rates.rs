@@ -9,10 +9,12 @@ use jobs::JobKind;
 use jobs::rates::provider::is_currency_code;
 use jobs::rates::store::{self, Rates};
 use jobs::rates::{BASE, IngestReason, RatesArgs};
+use poem::Request;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
+use crate::auth::{CHALLENGE, Unauthorized, authorize};
 use crate::enqueue::{EnqueueError, enqueue};
 use crate::error::ErrorBody;
 use crate::jobs::Accepted;
@@ -138,6 +140,9 @@ pub enum RefreshAnswer {
     /// A malformed or future date, or a bad `Idempotency-Key`.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// `ADMIN_TOKEN` is set and the request does not carry it as a bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// The database or the queue is unavailable; nothing was enqueued.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
@@ -409,13 +414,18 @@ impl RatesApi {
     }
 
     /// Enqueues a `rates.ingest` job for `date` (default: today in `RATES_TZ`); the
-    /// job's record tells when the rates are stored.
+    /// job's record tells when the rates are stored. Needs
+    /// `Authorization: Bearer <ADMIN_TOKEN>` when `ADMIN_TOKEN` is set.
     #[oai(path = "/rates/refresh", method = "post")]
     async fn rates_refresh(
         &self,
+        req: &Request,
         date: Query<Option<String>>,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
     ) -> RefreshAnswer {
+        if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
+            return RefreshAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
         let today = self.state.rates.date_at(Utc::now());
         let date = match parse_date("date", date.0.as_deref()) {
             Ok(date) => date.unwrap_or(today),

@@ -9,6 +9,7 @@
 //! - [`envelope`]: what travels on a queue: a job id, its kind and arguments.
 //! - [`db`]: connecting to the database and applying migrations.
 //! - [`rates`]: currency rates: the `rates.ingest` job, its providers, storage and reads.
+//! - [`secret`]: secrets from the environment, never printed, compared in constant time.
 //! - [`submit`]: a job record, then its first task: what every producer calls.
 //! - [`http`]: the one way Conveyor builds HTTP clients (TLS provider installed).
 //! - [`store`]: job records: creation, lifecycle transitions, queries.
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod queue;
 pub mod rates;
 pub mod reports;
+pub mod secret;
 pub mod store;
 pub mod submit;
 

@@ -9,4 +9,5 @@ mod jobs_lifecycle;
 mod math;
 mod rates;
 mod reports;
+mod security;
 mod system;

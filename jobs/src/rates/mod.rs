@@ -9,12 +9,12 @@
 pub mod provider;
 pub mod store;
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use crate::secret::Secret;
 
 /// The base currency of every stored rate.
 pub const BASE: &str = "EUR";
@@ -42,31 +42,6 @@ pub enum IngestReason {
     Startup,
     /// `POST /rates/refresh`.
     Refresh,
-}
-
-/// A secret from the environment: usable, never printed (`Debug` shows `***`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
 }
 
 /// Which provider `rates.ingest` fetches from.

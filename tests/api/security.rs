@@ -1,0 +1,281 @@
+//! `ADMIN_TOKEN` on the mutating operator routes, the request body limit, and bad
+//! input of every sort answered with a clear 4xx (issue #10).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Resources, Stack, TestApp, spawn_with, test_config};
+
+const TOKEN: &str = "correct-horse-battery-staple";
+
+async fn app_with(edit: impl FnOnce(&mut conveyor::Config)) -> TestApp {
+    let (mut config, resources): (conveyor::Config, Resources) = test_config(Stack::Embedded).await;
+    edit(&mut config);
+    spawn_with(config, resources, conveyor::Role::All).await
+}
+
+async fn send(request: reqwest::RequestBuilder) -> (u16, Option<String>, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({ "raw": text }));
+    (status, challenge, body)
+}
+
+/// A dead job to retry and a queued one to cancel.
+async fn dead_job(app: &TestApp) -> String {
+    let id = app.enqueue_noop(json!({ "fail_times": 10 })).await;
+    app.wait_for_status(&id, "dead", Duration::from_secs(15))
+        .await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_routes_need_the_admin_token_when_it_is_set() {
+    let app = app_with(|c| c.api.admin_token = Some(TOKEN.parse().expect("infallible"))).await;
+    let dead = dead_job(&app).await;
+    let routes = [
+        (reqwest::Method::POST, format!("/jobs/{dead}/retry")),
+        (reqwest::Method::DELETE, format!("/jobs/{dead}")),
+        (reqwest::Method::POST, "/rates/refresh".to_owned()),
+    ];
+    for (method, path) in &routes {
+        for authorization in [
+            None,
+            Some("Bearer wrong-token".to_owned()),
+            Some(format!("Bearer {TOKEN}x")),
+            Some(format!("Basic {TOKEN}")),
+        ] {
+            let mut request = app.client.request(method.clone(), app.url(path));
+            if let Some(value) = &authorization {
+                request = request.header("Authorization", value);
+            }
+            let (status, challenge, body) = send(request).await;
+            assert_eq!(
+                status, 401,
+                "{method} {path} with {authorization:?}: {body}"
+            );
+            assert_eq!(body["error"], "unauthorized", "{body}");
+            assert!(challenge.is_some_and(|c| c.starts_with("Bearer")));
+            assert!(!body.to_string().contains(TOKEN), "{body}");
+        }
+    }
+    // Refused requests changed nothing.
+    assert_eq!(app.job(&dead).await["status"], "dead");
+
+    // With the token: the retry runs (the job fails again: it fails 10 times) and a
+    // read needs no token at all.
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _, body) = send(
+        app.client
+            .post(app.url(&format!("/jobs/{dead}/retry")))
+            .header("Authorization", &bearer),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _, body) = send(
+        app.client
+            .post(app.url("/rates/refresh?date=2000-01-03"))
+            .header("Authorization", &bearer),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _, body) = send(
+        app.client
+            .delete(app.url("/jobs/01J0000000000000000000NONE"))
+            .header("Authorization", &bearer),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(app.get(&format!("/jobs/{dead}")).await.0, 200);
+    assert_eq!(app.get("/queues").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_routes_are_open_without_a_token_and_document_401() {
+    let app = app_with(|c| c.api.admin_token = Some("".parse().expect("infallible"))).await;
+    let dead = dead_job(&app).await;
+    let (status, _, body) = send(app.client.post(app.url(&format!("/jobs/{dead}/retry")))).await;
+    assert_eq!(status, 202, "an empty ADMIN_TOKEN means none: {body}");
+
+    let (_, doc) = app.get("/openapi.json").await;
+    for (path, method) in [
+        ("/jobs/{id}", "delete"),
+        ("/jobs/{id}/retry", "post"),
+        ("/rates/refresh", "post"),
+    ] {
+        let answer = &doc["paths"][path][method]["responses"]["401"];
+        assert!(answer.is_object(), "{method} {path} must document 401");
+        let challenge = answer["headers"].as_object().and_then(|h| {
+            h.keys()
+                .find(|k| k.eq_ignore_ascii_case("www-authenticate"))
+        });
+        assert!(challenge.is_some(), "{method} {path}: {answer}");
+    }
+    assert!(doc["paths"]["/jobs/{id}"]["get"]["responses"]["401"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bodies_over_the_limit_answer_413_json_with_or_without_a_length() {
+    let app = app_with(|c| c.api.max_body_bytes = 1_024).await;
+    let report = json!({
+        "server_name": "s1",
+        "start_time": "2021-05-17T10:12:33Z",
+        "end_time": "2021-05-17T10:12:34Z",
+    });
+    let big: Vec<Value> = vec![report.clone(); 40];
+    let big = serde_json::to_vec(&big).expect("json");
+    assert!(big.len() > 1_024);
+
+    // With Content-Length: refused before it is read.
+    let (status, _, body) = send(
+        app.client
+            .post(app.url("/process_reports"))
+            .header("Content-Type", "application/json")
+            .body(big.clone()),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"], "payload_too_large");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1024") && m.contains("MAX_BODY_BYTES")),
+        "{body}"
+    );
+
+    // Chunked, without a length: refused once the limit is crossed.
+    let (status, body) = post_chunked(&app, "/process_reports", &big).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("payload_too_large"), "{body}");
+
+    // A chunked body under the limit goes through whole.
+    let small = serde_json::to_vec(&vec![report; 3]).expect("json");
+    let (status, body) = post_chunked(&app, "/process_reports", &small).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+/// POSTs `body` with `Transfer-Encoding: chunked` (no `Content-Length`), 100 bytes a
+/// chunk, over a raw connection; returns the status and the raw answer.
+async fn post_chunked(app: &TestApp, path: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in body.chunks(100) {
+        request.extend(format!("{:x}\r\n", chunk.len()).into_bytes());
+        request.extend(chunk);
+        request.extend(b"\r\n");
+    }
+    request.extend(b"0\r\n\r\n");
+    // The server may answer and close before it has read everything.
+    let _ = stream.write_all(&request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_content_types_and_malformed_bodies_answer_400_json() {
+    let app = app_with(|_| {}).await;
+    let cases: &[(&str, &str, &str)] = &[
+        ("/jobs/noop", "text/plain", "{}"),
+        (
+            "/jobs/noop",
+            "application/x-www-form-urlencoded",
+            "sleep_ms=1",
+        ),
+        ("/jobs/noop", "application/json", ""),
+        ("/jobs/noop", "application/json", "[1,2"),
+        ("/jobs/noop", "application/json", "\u{feff}{}"),
+        ("/jobs/noop", "application/json", "{\"sleep_ms\": -1}"),
+        ("/jobs/noop", "application/json", "{\"sleep_ms\": 1e400}"),
+        (
+            "/jobs/math",
+            "application/json",
+            "{\"op\": \"factorial\", \"n\": {}}",
+        ),
+        ("/process_report", "application/json", "null"),
+        ("/process_reports", "application/json", "{}"),
+    ];
+    for (path, content_type, body) in cases {
+        let (status, _, answer) = send(
+            app.client
+                .post(app.url(path))
+                .header("Content-Type", *content_type)
+                .body(*body),
+        )
+        .await;
+        assert_eq!(status, 400, "{path} {content_type} {body:?}: {answer}");
+        assert!(
+            answer.is_object() && answer.get("raw").is_none(),
+            "{answer}"
+        );
+        assert!(answer.to_string().len() < 2_000, "{answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn huge_non_ascii_and_sql_looking_values_are_plain_data() {
+    let app = app_with(|_| {}).await;
+    let sql = "'; DROP TABLE jobs; --";
+    let encoded = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    // Reads with such values find nothing and break nothing.
+    for value in [sql, "ジョブ😀", "\u{0}", &"x".repeat(10_000)] {
+        let v = encoded(value);
+        let (status, body) = app.get(&format!("/jobs?kind={v}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["jobs"], json!([]));
+        let (status, body) = app.get(&format!("/jobs/{v}")).await;
+        assert!(status == 404 || status == 400, "{status} {body}");
+        let (status, body) = app.get(&format!("/statistics?username={v}")).await;
+        assert!((400..500).contains(&status), "{status} {body}");
+    }
+    // Huge numbers are refused by name, not parsed for minutes.
+    let (status, body) = app
+        .get(&format!("/factorial?n={}", "9".repeat(5_000)))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = app.get("/jobs?limit=99999999999999999999999").await;
+    assert_eq!(status, 400, "{body}");
+    // Stored verbatim and read back the same: no mangling, no injection.
+    let name = format!("{sql} ジョブ");
+    let (status, body) = app
+        .post(
+            "/process_report",
+            &json!({
+                "server_name": name,
+                "start_time": "2021-05-17T10:12:33Z",
+                "end_time": "2021-05-17T10:12:34Z",
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // The jobs table is still there and the report's job holds the name as sent.
+    let (status, page) = app.get("/jobs?kind=reports.record").await;
+    assert_eq!(status, 200, "{page}");
+    let job = &page["jobs"][0];
+    assert_eq!(
+        job["args"]["reports"][0]["server_name"],
+        json!(name),
+        "{page}"
+    );
+    let id = job["id"].as_str().expect("id");
+    app.wait_for_status(id, "succeeded", Duration::from_secs(10))
+        .await;
+}
