@@ -31,6 +31,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             AdsApi::new(state.clone()),
             MathApi::new(state.clone()),
             RatesApi::new(state.clone()),
+            crate::schedules::SchedulesApi::new(state.clone()),
             FanoutApi::new(state.fanout.clone()),
         ),
         "Conveyor",
@@ -45,6 +46,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .nest("/", api)
+        .nest("/ui", crate::ui::routes())
         .around(move |ep, req| async move {
             match limit_body(req, max_body).await {
                 Ok(req) => ep.call(req).await.map(IntoResponse::into_response),

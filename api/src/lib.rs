@@ -15,6 +15,8 @@
 //!   `/get_currency`.
 //! - [`math`]: `/factorial`, `/fibonacci`, `/ackermann`, `POST /jobs/math`.
 //! - [`fanout`]: `/api/all`, `/api/first`, `/api/within-timeout`, `/api/smart`.
+//! - [`schedules`]: `/schedules`, the timetables with their next and last runs.
+//! - [`ui`]: `/ui`, the operator dashboard (embedded HTML, CSS and JS over the JSON routes).
 //! - [`app`]: the routes, `/docs` and `/openapi.json` assembled; [`serve`] runs them.
 #![warn(missing_docs)]
 
@@ -29,8 +31,10 @@ pub mod jobs;
 pub mod math;
 pub mod rates;
 pub mod reports;
+pub mod schedules;
 pub mod state;
 pub mod system;
+pub mod ui;
 
 pub use app::{app, serve};
 pub use config::{ApiConfig, FanoutConfig};

@@ -9,5 +9,7 @@ mod jobs_lifecycle;
 mod math;
 mod rates;
 mod reports;
+mod schedules;
 mod security;
 mod system;
+mod ui;

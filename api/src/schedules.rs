@@ -1,0 +1,239 @@
+//! `/schedules`: the timetables the scheduler runs, each with its next tick and the
+//! newest job it made, read from the settings and the job records (nothing of its own).
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use jobs::JobKind;
+use jobs::rates::RatesConfig;
+use jobs::store::{JobFilter, JobRecord};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use serde_json::Value;
+
+use crate::error::ErrorBody;
+use crate::state::AppState;
+
+#[derive(Tags)]
+enum ScheduleTags {
+    /// The scheduler's timetables.
+    Schedules,
+}
+
+/// One timetable of the scheduler.
+#[derive(Debug, Clone, Object)]
+pub struct ScheduleView {
+    /// The job kind each tick enqueues, e.g. `rates.ingest`.
+    pub name: String,
+    /// Cron expression with a seconds field, as configured (`off` when disabled).
+    pub cron: String,
+    /// IANA time zone the expression is read in.
+    pub timezone: String,
+    /// Whether the scheduler runs this timetable.
+    pub enabled: bool,
+    /// The next tick after now; null when disabled or the expression is malformed.
+    pub next_run: Option<DateTime<Utc>>,
+    /// Why `next_run` is null although the timetable is enabled.
+    pub problem: Option<String>,
+    /// The newest job of this kind (made by a tick, the start-up backfill or by hand).
+    pub last_run: Option<LastRun>,
+}
+
+/// The newest job a timetable's kind has.
+#[derive(Debug, Clone, Object)]
+pub struct LastRun {
+    /// Id of the job; its record is at `/jobs/{job_id}`.
+    pub job_id: String,
+    /// When the job was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it finished (succeeded, dead or cancelled), if it has.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Its status, e.g. `succeeded` or `dead`.
+    pub status: String,
+    /// Its last error.
+    pub error: Option<String>,
+    /// Who asked for it: `cron`, `startup` or `refresh` (`args.reason`).
+    pub reason: Option<String>,
+    /// The scheduled instant of the tick that made it (`args.tick`).
+    pub tick: Option<DateTime<Utc>>,
+}
+
+/// `args.reason` and `args.tick` of a `rates.ingest` job, each when present and
+/// well-formed (records outlive argument changes, so nothing here is assumed).
+fn reason_and_tick(args: &Value) -> (Option<String>, Option<DateTime<Utc>>) {
+    let reason = args
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let tick = args
+        .get("tick")
+        .and_then(Value::as_str)
+        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+        .map(|at| at.with_timezone(&Utc));
+    (reason, tick)
+}
+
+impl From<JobRecord> for LastRun {
+    fn from(job: JobRecord) -> Self {
+        let (reason, tick) = reason_and_tick(&job.args);
+        LastRun {
+            job_id: job.id,
+            created_at: job.created_at,
+            finished_at: job.finished_at,
+            status: job.status,
+            error: job.error,
+            reason,
+            tick,
+        }
+    }
+}
+
+/// Answers of `GET /schedules` (it takes no parameters, so it has no 400).
+#[derive(ApiResponse)]
+pub enum SchedulesAnswer {
+    /// Every timetable.
+    #[oai(status = 200)]
+    Ok(Json<Vec<ScheduleView>>),
+    /// The database is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+/// The next tick of `RATES_CRON` after `now` in `RATES_TZ` (as the scheduler reads
+/// it), or why there is none.
+fn next_tick(rates: &RatesConfig, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, String> {
+    if !rates.timetable_enabled() {
+        return Ok(None);
+    }
+    let schedule = cron::Schedule::from_str(&rates.cron).map_err(|e| {
+        format!(
+            "RATES_CRON '{}' is not a cron expression with a seconds field: {e}",
+            rates.cron
+        )
+    })?;
+    Ok(schedule
+        .after(&now.with_timezone(&rates.tz))
+        .next()
+        .map(|at| at.with_timezone(&Utc)))
+}
+
+/// The schedule routes.
+#[derive(Debug, Clone)]
+pub struct SchedulesApi {
+    state: AppState,
+}
+
+impl SchedulesApi {
+    /// The routes over `state`.
+    pub fn new(state: AppState) -> Self {
+        SchedulesApi { state }
+    }
+
+    async fn rates(&self, now: DateTime<Utc>) -> Result<ScheduleView, jobs::store::DbErr> {
+        let rates = &self.state.rates;
+        let kind = JobKind::RatesIngest.as_str();
+        let newest = self
+            .state
+            .store
+            .list(&JobFilter {
+                kind: Some(kind.to_owned()),
+                limit: 1,
+                ..JobFilter::default()
+            })
+            .await?;
+        let (next_run, problem) = match next_tick(rates, now) {
+            Ok(next) => (next, None),
+            Err(problem) => (None, Some(problem)),
+        };
+        Ok(ScheduleView {
+            name: kind.to_owned(),
+            cron: rates.cron.clone(),
+            timezone: rates.tz.name().to_owned(),
+            enabled: rates.timetable_enabled(),
+            next_run,
+            problem,
+            last_run: newest.into_iter().next().map(LastRun::from),
+        })
+    }
+}
+
+#[OpenApi(tag = "ScheduleTags::Schedules")]
+impl SchedulesApi {
+    /// Every timetable: its cron expression and time zone, the next tick, and the
+    /// newest job of its kind with its outcome.
+    #[oai(path = "/schedules", method = "get")]
+    async fn schedules(&self) -> SchedulesAnswer {
+        match self.rates(Utc::now()).await {
+            Ok(rates) => SchedulesAnswer::Ok(Json(vec![rates])),
+            Err(err) => SchedulesAnswer::Unavailable(Json(ErrorBody::new(
+                "unavailable",
+                format!("database unavailable: {err}"),
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("test instants are valid")
+    }
+
+    #[test]
+    fn the_next_tick_is_read_in_the_configured_time_zone() {
+        let rates = RatesConfig {
+            tz: "Europe/Berlin".parse().expect("valid zone"),
+            ..RatesConfig::default()
+        };
+        // Friday 08:30 UTC is 09:30 in Berlin: 09:00 Berlin has passed; next Monday's
+        // 09:00 CET is 08:00 UTC.
+        let next = next_tick(&rates, at("2026-11-20T08:30:00Z")).expect("parses");
+        assert_eq!(next, Some(at("2026-11-23T08:00:00Z")));
+        let utc = next_tick(&RatesConfig::default(), at("2026-11-20T08:30:00Z"));
+        assert_eq!(utc, Ok(Some(at("2026-11-20T09:00:00Z"))));
+    }
+
+    #[test]
+    fn off_has_no_next_tick_and_a_bad_expression_says_why() {
+        let off = RatesConfig {
+            cron: "off".to_owned(),
+            ..RatesConfig::default()
+        };
+        assert_eq!(next_tick(&off, Utc::now()), Ok(None));
+        let bad = RatesConfig {
+            cron: "every day at nine".to_owned(),
+            ..RatesConfig::default()
+        };
+        let err = next_tick(&bad, Utc::now()).expect_err("not cron");
+        assert!(err.contains("RATES_CRON 'every day at nine'"), "{err}");
+    }
+
+    #[test]
+    fn reason_and_tick_are_read_from_the_arguments_when_well_formed() {
+        let tick = Utc
+            .with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
+            .single()
+            .expect("valid instant");
+        let args = serde_json::to_value(jobs::rates::RatesArgs {
+            date: tick.date_naive(),
+            reason: jobs::rates::IngestReason::Cron,
+            tick: Some(tick),
+        })
+        .expect("serialisable");
+        assert_eq!(
+            reason_and_tick(&args),
+            (Some("cron".to_owned()), Some(tick))
+        );
+        let refresh = serde_json::json!({ "date": "2026-11-23", "reason": "refresh" });
+        assert_eq!(
+            reason_and_tick(&refresh),
+            (Some("refresh".to_owned()), None)
+        );
+        let odd = serde_json::json!({ "reason": 7, "tick": "yesterday" });
+        assert_eq!(reason_and_tick(&odd), (None, None));
+    }
+}

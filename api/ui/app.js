@@ -1,0 +1,794 @@
+// Conveyor dashboard: polls the JSON routes every 2 s and renders them. It has no
+// data of its own: throughput is the difference of `succeeded` counts between polls.
+"use strict";
+
+(() => {
+  const POLL_MS = 2000;
+  const FEATURES_EVERY = 5; // polls between refreshes of the feature cards
+  const HISTORY_MS = 5 * 60 * 1000;
+  const RATE_WINDOW_MS = 30 * 1000; // "now" rates are averaged over this
+  const CHART_SMOOTH_MS = 6 * 1000; // each chart point averages this much
+  const RUNNING_LIMIT = 200;
+  const TOKEN_KEY = "conveyor.adminToken";
+  const RETRYABLE = new Set(["failed", "dead"]);
+  const CANCELLABLE = new Set(["queued", "failed"]);
+
+  const view = {
+    samples: [], // {t, total, byQueue} per successful /queues poll
+    filter: { status: "", kind: "", limit: 20 },
+    cursors: [null], // `before` of each page visited; the last one is shown
+    nextBefore: null,
+    selected: null, // id of the job in the detail panel
+    revealDetail: false, // scroll to the panel after the next render (one column)
+    shown: new Map(), // region -> JSON last rendered, so unchanged DOM is left alone
+    polls: 0,
+    ads: null, // {scope, key} once looked up
+    reportsServer: "",
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---------------------------------------------------------------- DOM helpers
+
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    setAttrs(node, attrs);
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    setAttrs(node, attrs);
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function setAttrs(node, attrs) {
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name === "className" ? "class" : name, value === true ? "" : String(value));
+    }
+  }
+
+  // Replaces a region's content only when its data changed (keeps clicks and focus).
+  function renderOnce(region, data, build) {
+    const key = JSON.stringify(data);
+    if (view.shown.get(region) === key) return;
+    view.shown.set(region, key);
+    build();
+  }
+
+  function badge(status) {
+    return h("span", { className: "badge", "data-status": status }, status);
+  }
+
+  function message(text, tone) {
+    return h("p", { className: `message ${tone || "muted"}` }, text);
+  }
+
+  function showError(id, text) {
+    const node = $(id);
+    node.textContent = text || "";
+    node.hidden = !text;
+  }
+
+  // ---------------------------------------------------------------- formatting
+
+  const number = (n) => (typeof n === "number" ? n.toLocaleString("en-US") : "–");
+
+  function time(iso) {
+    if (!iso) return "–";
+    const at = new Date(iso);
+    if (Number.isNaN(at.getTime())) return iso;
+    const today = new Date().toDateString() === at.toDateString();
+    const clock = at.toLocaleTimeString("en-GB", { hour12: false });
+    if (today) return clock;
+    return `${at.toISOString().slice(0, 10)} ${clock.slice(0, 5)}`;
+  }
+
+  function duration(ms) {
+    if (ms === null || ms === undefined) return "–";
+    if (ms < 1000) return `${ms} ms`;
+    const s = ms / 1000;
+    if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m} min ${Math.round(s % 60)} s`;
+    const hours = Math.floor(m / 60);
+    if (hours < 48) return `${hours} h ${m % 60} min`;
+    return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+  }
+
+  // A coarse span for people: "42 s", "3 min", "2 h 5 min", "3 d 4 h".
+  function span(ms) {
+    const s = Math.round(ms / 1000);
+    if (s < 60) return `${s} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m} min`;
+    const hours = Math.floor(m / 60);
+    if (hours < 48) return `${hours} h ${m % 60} min`;
+    return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+  }
+
+  function relative(iso) {
+    if (!iso) return "";
+    const ms = new Date(iso).getTime() - Date.now();
+    if (Number.isNaN(ms)) return "";
+    return ms >= 0 ? `in ${span(ms)}` : `${span(-ms)} ago`;
+  }
+
+  // The tail of a ULID (its random part) tells jobs apart; the head is their time.
+  const shortId = (id) => (id && id.length > 8 ? `…${id.slice(-8)}` : id || "");
+
+  // ---------------------------------------------------------------- HTTP
+
+  function token() {
+    try {
+      return localStorage.getItem(TOKEN_KEY) || "";
+    } catch {
+      return "";
+    }
+  }
+
+  // Every call resolves (never throws): {ok, status, data, message}.
+  async function call(method, path, body) {
+    const headers = { accept: "application/json" };
+    const bearer = token().trim();
+    if (bearer) headers.authorization = `Bearer ${bearer}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        cache: "no-store",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      return { ok: false, status: 0, data: null, message: `cannot reach the server (${err.message})` };
+    }
+    const text = await response.text().catch(() => "");
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    return {
+      ok: response.ok,
+      status: response.status,
+      data,
+      message: response.ok ? "" : errorText(response.status, data, text),
+    };
+  }
+
+  // The JSON error's message: {"error", "message"} on the system routes,
+  // {"success": false, "message"} on the ad routes, {"error"} on the report routes.
+  function errorText(status, data, text) {
+    if (data && typeof data === "object") {
+      if (typeof data.message === "string" && data.message) return data.message;
+      if (typeof data.error === "string" && data.error) return data.error;
+    }
+    const body = (text || "").trim().slice(0, 200);
+    return body ? `HTTP ${status}: ${body}` : `HTTP ${status}`;
+  }
+
+  const query = (params) => {
+    const pairs = Object.entries(params).filter(([, v]) => v !== "" && v !== null && v !== undefined);
+    return pairs.length ? `?${new URLSearchParams(pairs)}` : "";
+  };
+
+  // ---------------------------------------------------------------- flash messages
+
+  let flashTimer = null;
+
+  function flash(text, kind) {
+    const box = $("action-message");
+    $("action-text").textContent = text;
+    box.dataset.kind = kind;
+    box.hidden = false;
+    clearTimeout(flashTimer);
+    // Errors stay until dismissed: the operator has to read them.
+    if (kind !== "error") flashTimer = setTimeout(() => (box.hidden = true), 5000);
+  }
+
+  // ---------------------------------------------------------------- overview
+
+  async function loadOverview() {
+    const [queues, running] = await Promise.all([
+      call("GET", "/queues"),
+      call("GET", `/jobs${query({ status: "running", limit: RUNNING_LIMIT })}`),
+    ]);
+    const live = $("live");
+    if (queues.ok && Array.isArray(queues.data)) {
+      live.dataset.state = "live";
+      live.textContent = `live · ${time(new Date().toISOString())}`;
+      showError("queues-error", "");
+      record(queues.data);
+      renderQueues(queues.data);
+    } else {
+      live.dataset.state = "down";
+      live.textContent = queues.status === 0 ? "offline" : `degraded (${queues.status})`;
+      showError("queues-error", queues.message || "unexpected answer from /queues");
+    }
+    renderThroughput();
+    renderWorkers(queues.ok ? queues.data : null, running);
+  }
+
+  function record(queues) {
+    const now = Date.now();
+    const byQueue = {};
+    let total = 0;
+    for (const q of queues) {
+      byQueue[q.queue] = q.succeeded;
+      total += q.succeeded;
+    }
+    view.samples.push({ t: now, total, byQueue });
+    while (view.samples.length > 2 && view.samples[0].t < now - HISTORY_MS) view.samples.shift();
+  }
+
+  // Succeeded jobs per minute between sample `i` and the oldest sample at most
+  // `windowMs` older (at least the one before it), for one queue or all.
+  function rateAt(i, windowMs, queue) {
+    if (i < 1) return null;
+    let j = i - 1;
+    while (j > 0 && view.samples[j - 1].t >= view.samples[i].t - windowMs) j -= 1;
+    const a = view.samples[j];
+    const b = view.samples[i];
+    const before = queue ? a.byQueue[queue] : a.total;
+    const after = queue ? b.byQueue[queue] : b.total;
+    if (before === undefined || after === undefined || b.t <= a.t) return null;
+    return (Math.max(0, after - before) * 60000) / (b.t - a.t);
+  }
+
+  // The current rate: over the last 30 s of samples.
+  const perMinute = (queue) => rateAt(view.samples.length - 1, RATE_WINDOW_MS, queue);
+
+  const rateText = (rate) => (rate === null ? "–" : rate < 10 ? `${+rate.toFixed(1)}` : `${Math.round(rate)}`);
+
+  function renderQueues(queues) {
+    const sum = (field) => queues.reduce((acc, q) => acc + (q[field] || 0), 0);
+    const workers = new Set(queues.flatMap((q) => q.workers || []));
+    const rate = perMinute(null);
+    const tiles = [
+      ["Queued", sum("queued"), ""],
+      ["Running", sum("running"), ""],
+      ["Retrying", sum("failed"), sum("failed") ? "warn" : ""],
+      ["Dead", sum("dead"), sum("dead") ? "bad" : ""],
+      ["Workers", workers.size, workers.size ? "" : "warn"],
+      ["Done / min", rateText(rate), ""],
+    ];
+    $("summary").replaceChildren(
+      ...tiles.map(([label, value, tone]) =>
+        h("div", { className: "stat", "data-tone": tone || null },
+          h("div", { className: "label" }, label),
+          h("div", { className: "value" }, typeof value === "number" ? number(value) : value)),
+      ),
+    );
+    const cell = (q, field) => {
+      const n = q[field] || 0;
+      const button = h("button", {
+        type: "button", className: "count", title: `show ${field} jobs`,
+        onclick: () => filterBy(field),
+      }, number(n));
+      return h("td", { className: n ? "num" : "num zero", "data-field": field }, button);
+    };
+    const rows = queues.map((q) => {
+      const qRate = perMinute(q.queue);
+      return h("tr", { "data-queue": q.queue },
+        h("td", {}, h("b", {}, q.queue)),
+        cell(q, "queued"), cell(q, "running"), cell(q, "succeeded"),
+        cell(q, "failed"), cell(q, "dead"),
+        h("td", { className: q.cancelled ? "num hide-sm" : "num hide-sm zero" }, number(q.cancelled)),
+        h("td", { className: q.depth ? "num" : "num zero" }, number(q.depth)),
+        h("td", { className: (q.workers || []).length ? "num" : "num zero" }, (q.workers || []).length),
+        h("td", { className: qRate ? "num hide-sm" : "num hide-sm zero" }, rateText(qRate)));
+    });
+    $("queues-body").replaceChildren(
+      ...(rows.length ? rows : [h("tr", { className: "empty" }, h("td", { colspan: 10 }, "no queues"))]),
+    );
+  }
+
+  function renderThroughput() {
+    const box = $("throughput");
+    const points = [];
+    for (let i = 1; i < view.samples.length; i++) {
+      const v = rateAt(i, CHART_SMOOTH_MS, null);
+      if (v !== null) points.push({ t: view.samples[i].t, v });
+    }
+    const latest = perMinute(null);
+    $("throughput-now").textContent = latest === null ? "" : `${rateText(latest)} succeeded / min (last 30 s)`;
+    if (points.length < 2) {
+      box.replaceChildren(message("Collecting samples… (one every 2 s, kept for 5 min)"));
+      return;
+    }
+    const width = Math.max(240, Math.round(box.clientWidth || 600));
+    const height = 150;
+    const pad = { left: 40, right: 10, top: 10, bottom: 20 };
+    const now = Date.now();
+    // The shown grows with the page's age, from one minute up to five.
+    const shown = Math.min(HISTORY_MS, Math.max(60000, now - view.samples[0].t));
+    const start = now - shown;
+    const top = niceCeiling(Math.max(...points.map((p) => p.v)));
+    const x = (t) => pad.left + ((t - start) / shown) * (width - pad.left - pad.right);
+    const y = (v) => pad.top + (1 - v / top) * (height - pad.top - pad.bottom);
+    const line = points.map((p, i) => `${i ? "L" : "M"}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join("");
+    const base = y(0).toFixed(1);
+    const area = `${line}L${x(points[points.length - 1].t).toFixed(1)},${base}L${x(points[0].t).toFixed(1)},${base}Z`;
+    const last = points[points.length - 1];
+    const grid = [0, top / 2, top].map((v) =>
+      svg("g", {},
+        svg("line", { x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v) }),
+        svg("text", { x: pad.left - 6, y: y(v) + 4, "text-anchor": "end" }, compact(v))));
+    const ticks = width < 480 ? 3 : 6;
+    const labels = Array.from({ length: ticks }, (_, i) => {
+      const ago = shown - (i * shown) / (ticks - 1);
+      const anchor = i === 0 ? "start" : i === ticks - 1 ? "end" : "middle";
+      const text = i === ticks - 1 ? "now" : ago < 60000 ? `−${Math.round(ago / 1000)} s` : `−${+(ago / 60000).toFixed(1)} min`;
+      return svg("text", { x: x(now - ago), y: height - 4, "text-anchor": anchor }, text);
+    });
+    box.replaceChildren(
+      svg("svg", {
+        viewBox: `0 0 ${width} ${height}`, role: "img",
+        "aria-label": `succeeded jobs per minute over the last ${span(shown)}; now ${rateText(latest)}`,
+      },
+      svg("g", { class: "grid" }, grid),
+      svg("path", { class: "area", d: area }),
+      svg("path", { class: "line", d: line }),
+      svg("circle", { class: "dot", cx: x(last.t), cy: y(last.v), r: 3 }),
+      labels),
+    );
+  }
+
+  function niceCeiling(v) {
+    if (v <= 1) return 1;
+    const magnitude = 10 ** Math.floor(Math.log10(v));
+    for (const step of [1, 2, 2.5, 5, 10]) if (step * magnitude >= v) return step * magnitude;
+    return 10 * magnitude;
+  }
+
+  function compact(v) {
+    if (v >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
+    if (v >= 1e3) return `${+(v / 1e3).toFixed(1)}k`;
+    return `${+v.toFixed(1)}`;
+  }
+
+  function renderWorkers(queues, running) {
+    const box = $("workers");
+    if (!queues) {
+      box.replaceChildren(message("unknown: /queues did not answer", "error"));
+      $("workers-count").textContent = "";
+      return;
+    }
+    const jobsByWorker = new Map();
+    const runningJobs = running.ok && running.data && Array.isArray(running.data.jobs) ? running.data.jobs : [];
+    for (const job of runningJobs) {
+      const name = job.worker || "";
+      if (!jobsByWorker.has(name)) jobsByWorker.set(name, []);
+      jobsByWorker.get(name).push(job);
+    }
+    const alive = new Set();
+    const groups = [];
+    for (const q of queues) {
+      const names = q.workers || [];
+      if (!names.length) continue;
+      names.forEach((n) => alive.add(n));
+      groups.push(h("div", { className: "worker-group", "data-queue": q.queue },
+        h("h4", {}, q.queue, " ", h("span", { className: "muted" }, `· ${names.length}`)),
+        h("ul", {}, names.map((name) => workerItem(name, jobsByWorker.get(name) || [])))));
+    }
+    const orphans = runningJobs.filter((job) => !alive.has(job.worker || ""));
+    if (orphans.length) {
+      groups.push(h("div", { className: "worker-group" },
+        h("h4", {}, "running on a worker that stopped heartbeating"),
+        h("ul", {}, h("li", {}, h("div", { className: "worker-jobs" }, orphans.map(jobLine))))));
+    }
+    $("workers-count").textContent = `${alive.size} alive · ${runningJobs.length} jobs running`;
+    if (!running.ok) groups.unshift(message(`running jobs unknown: ${running.message}`, "error"));
+    box.replaceChildren(...(groups.length ? groups : [message("No worker is alive.", "note")]));
+  }
+
+  function workerItem(name, jobs) {
+    return h("li", { "data-worker": name },
+      h("div", { className: "worker-name" },
+        h("span", { className: "mono", title: name }, name),
+        jobs.length ? badge("running") : h("span", { className: "muted" }, "idle")),
+      jobs.length ? h("div", { className: "worker-jobs" }, jobs.map(jobLine)) : null);
+  }
+
+  function jobLine(job) {
+    return h("div", {},
+      h("a", { href: "#jobs", className: "mono", onclick: () => select(job.id) }, shortId(job.id)),
+      ` ${job.kind} · since ${time(job.started_at)}`);
+  }
+
+  function filterBy(status) {
+    $("filter-status").value = status;
+    view.filter.status = status;
+    resetPages();
+    location.hash = "#jobs";
+    refresh();
+  }
+
+  // ---------------------------------------------------------------- jobs
+
+  function resetPages() {
+    view.cursors = [null];
+    view.nextBefore = null;
+  }
+
+  async function loadJobs() {
+    const before = view.cursors[view.cursors.length - 1];
+    const page = await call("GET", `/jobs${query({ ...view.filter, before })}`);
+    if (!page.ok || !page.data || !Array.isArray(page.data.jobs)) {
+      showError("jobs-error", `Jobs unavailable: ${page.message || "unexpected answer"}`);
+      return;
+    }
+    showError("jobs-error", "");
+    view.nextBefore = page.data.next_before || null;
+    $("page-newer").disabled = view.cursors.length === 1;
+    $("page-older").disabled = !view.nextBefore;
+    $("page-label").textContent = `page ${view.cursors.length}`;
+    renderOnce("jobs", { jobs: page.data.jobs, selected: view.selected }, () => renderJobs(page.data.jobs));
+  }
+
+  function renderJobs(jobs) {
+    const rows = jobs.map((job) =>
+      h("tr", {
+        "data-job-id": job.id, "data-status": job.status,
+        className: job.id === view.selected ? "selected" : null,
+        onclick: () => select(job.id),
+      },
+      h("td", { className: "mono", title: job.id }, shortId(job.id)),
+      h("td", { className: "kind", title: job.kind }, job.kind),
+      h("td", { className: "hide-sm" }, job.queue),
+      h("td", {}, badge(job.status)),
+      h("td", { className: "num hide-sm" }, `${job.attempts}/${job.max_attempts}`),
+      h("td", { className: "hide-sm", title: job.created_at }, time(job.created_at)),
+      h("td", { className: "num hide-sm" }, duration(job.elapsed_ms)),
+      h("td", { className: "actions" }, actionButtons(job, true))));
+    $("jobs-body").replaceChildren(
+      ...(rows.length ? rows : [h("tr", { className: "empty" }, h("td", { colspan: 8 }, "No jobs match."))]),
+    );
+  }
+
+  function actionButtons(job, small) {
+    const buttons = [];
+    if (RETRYABLE.has(job.status)) {
+      buttons.push(h("button", {
+        type: "button", className: small ? "small" : "primary", "data-action": "retry",
+        title: "enqueue again with a fresh attempt budget",
+        onclick: (e) => { e.stopPropagation(); act("retry", job.id); },
+      }, "Retry"));
+    }
+    if (CANCELLABLE.has(job.status)) {
+      buttons.push(h("button", {
+        type: "button", className: small ? "small danger" : "danger", "data-action": "cancel",
+        title: "cancel before it runs",
+        onclick: (e) => { e.stopPropagation(); act("cancel", job.id); },
+      }, "Cancel"));
+    }
+    return buttons;
+  }
+
+  async function act(action, id) {
+    if (action === "cancel" && !window.confirm(`Cancel job ${id}?`)) return;
+    const path = `/jobs/${encodeURIComponent(id)}`;
+    const answer = action === "retry" ? await call("POST", `${path}/retry`) : await call("DELETE", path);
+    if (answer.ok) {
+      flash(action === "retry" ? `Job ${id} enqueued again.` : `Job ${id} cancelled.`, "ok");
+    } else {
+      const what = action === "retry" ? "Retry" : "Cancel";
+      flash(`${what} of ${id} failed (${answer.status || "network"}): ${answer.message}`, "error");
+    }
+    view.selected = id;
+    refresh();
+  }
+
+  function select(id) {
+    view.selected = id;
+    view.shown.delete("detail");
+    // On one column the panel is below the list: bring it into view once shown.
+    view.revealDetail = window.matchMedia("(max-width: 1000px)").matches;
+    refresh();
+  }
+
+  async function loadDetail() {
+    const panel = $("job-detail");
+    const layout = panel.parentElement;
+    const id = view.selected;
+    if (!id) {
+      panel.hidden = true;
+      layout.classList.remove("with-detail");
+      view.shown.delete("detail");
+      return;
+    }
+    panel.hidden = false;
+    layout.classList.add("with-detail");
+    const answer = await call("GET", `/jobs/${encodeURIComponent(id)}`);
+    if (view.selected !== id) return;
+    renderOnce("detail", { id, answer: answer.ok ? answer.data : answer.message }, () => {
+      panel.dataset.jobId = id;
+      panel.dataset.status = answer.ok && answer.data ? answer.data.status : "";
+      const children = answer.ok && answer.data
+        ? detailOf(answer.data)
+        : [detailHead(id, null), message(answer.message, "error")];
+      panel.replaceChildren(...children.flat().filter(Boolean));
+    });
+    if (view.revealDetail) {
+      view.revealDetail = false;
+      panel.scrollIntoView({ behavior: "smooth", block: "start" });
+    }
+  }
+
+  function detailHead(id, status) {
+    return h("div", { className: "detail-head" },
+      h("span", { className: "mono" }, id),
+      status ? badge(status) : null,
+      h("button", {
+        type: "button", className: "icon", "aria-label": "Close", id: "detail-close",
+        onclick: () => { view.selected = null; refresh(); },
+      }, "×"));
+  }
+
+  function detailOf(job) {
+    const fields = [
+      ["Kind", job.kind],
+      ["Queue", job.queue],
+      ["Attempts", `${job.attempts} of ${job.max_attempts}`],
+      ["Worker", job.worker || "–"],
+      ["Created", `${time(job.created_at)} (${relative(job.created_at)})`],
+      ["Started", time(job.started_at)],
+      ["Finished", time(job.finished_at)],
+      ["Took", duration(job.elapsed_ms)],
+    ];
+    if (job.run_at) fields.push(["Next attempt", `${time(job.run_at)} (${relative(job.run_at)})`]);
+    return [
+      detailHead(job.id, job.status),
+      h("dl", { className: "fields" }, fields.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+      h("div", { className: "label" }, "Arguments"),
+      h("pre", {}, JSON.stringify(job.args, null, 2)),
+      job.result !== null && job.result !== undefined
+        ? [h("div", { className: "label" }, "Result"), h("pre", { id: "detail-result" }, JSON.stringify(job.result, null, 2))]
+        : null,
+      job.error ? [h("div", { className: "label" }, "Last error"), h("pre", { className: "error" }, job.error)] : null,
+      h("div", { className: "detail-actions" }, actionButtons(job, false)),
+    ];
+  }
+
+  // ---------------------------------------------------------------- schedules
+
+  async function loadSchedules() {
+    const answer = await call("GET", "/schedules");
+    if (!answer.ok || !Array.isArray(answer.data)) {
+      showError("schedules-error", `Schedules unavailable: ${answer.message || "unexpected answer"}`);
+      return;
+    }
+    showError("schedules-error", "");
+    const rows = answer.data.map((s) => {
+      const last = s.last_run;
+      const next = !s.enabled
+        ? badge("off")
+        : s.next_run
+          ? [time(s.next_run), h("div", { className: "muted" }, relative(s.next_run))]
+          : h("span", { className: "message error" }, s.problem || "no further tick");
+      return h("tr", { "data-schedule": s.name },
+        h("td", {}, h("b", {}, s.name),
+          h("div", { className: "muted" }, h("code", {}, s.cron), ` · ${s.timezone}`)),
+        h("td", {}, next),
+        h("td", { className: "wrap" }, last
+          ? [badge(last.status), " ",
+            h("a", { href: "#jobs", className: "mono", onclick: () => select(last.job_id) }, shortId(last.job_id)),
+            h("div", { className: "muted" }, `${time(last.created_at)} · ${last.reason || "?"}`),
+            last.error ? h("div", { className: "message error" }, last.error) : null]
+          : h("span", { className: "muted" }, "never")));
+    });
+    $("schedules-body").replaceChildren(
+      ...(rows.length ? rows : [h("tr", { className: "empty" }, h("td", { colspan: 3 }, "No timetables."))]),
+    );
+  }
+
+  // ---------------------------------------------------------------- features
+
+  async function loadFeatures() {
+    await Promise.all([loadRates(), loadAds(), loadReports(), loadOutliers()].map(guard));
+  }
+
+  async function loadRates() {
+    const box = $("feature-rates");
+    const answer = await call("GET", "/rates");
+    if (!answer.ok || !answer.data || !answer.data.rates) {
+      $("rates-date").textContent = "";
+      box.replaceChildren(message(answer.message || "unexpected answer", answer.status === 404 ? "muted" : "error"));
+      return;
+    }
+    const rates = Object.entries(answer.data.rates);
+    $("rates-date").textContent = `${answer.data.date} · per 1 ${answer.data.base}`;
+    box.replaceChildren(rates.length
+      ? h("div", { className: "kv" }, rates.map(([code, rate]) =>
+        h("div", { "data-currency": code }, h("b", {}, code), h("span", {}, +rate.toPrecision(6)))))
+      : message("No currencies on that day."));
+  }
+
+  async function loadAds() {
+    if (!view.ads) return;
+    const box = $("feature-ads");
+    const { scope, key } = view.ads;
+    const answer = await call("GET", `/statistics${query({ [scope]: key })}`);
+    const counts = answer.ok && answer.data ? answer.data[key] : null;
+    if (!counts) {
+      box.replaceChildren(message(answer.message || "unexpected answer", answer.status === 404 ? "muted" : "error"));
+      return;
+    }
+    box.replaceChildren(
+      h("div", { className: "muted", style: "margin-bottom:6px" }, `${scope === "sdk" ? "SDK" : "user"} ${key}`),
+      tiles([
+        ["Ad requests", number(counts.ad_requests)],
+        ["Impressions", number(counts.impressions)],
+        ["Fill rate", `${(100 * counts.fill_rate).toFixed(1)} %`],
+      ]));
+  }
+
+  function tiles(items) {
+    return h("div", { className: "tiles" }, items.map(([label, value]) =>
+      h("div", {}, h("span", { className: "label" }, label), h("span", { className: "value" }, value))));
+  }
+
+  // The readiness gate's 409 carries counts; say how far from enough the data is.
+  function notEnough(answer) {
+    const d = answer.data || {};
+    if (answer.status !== 409 || typeof d.total !== "number") return null;
+    const below = d.servers_below_min ? `; ${d.servers_below_min} server(s) below ${d.min_per_server} each` : "";
+    return `${d.error || "Not enough reports received"}: ${d.total} of ${d.min_total} in all${below}.`;
+  }
+
+  async function loadReports() {
+    const box = $("feature-reports");
+    const answer = await call("GET", `/process_statistics${query({ server_name: view.reportsServer })}`);
+    if (!answer.ok || !answer.data) {
+      const waiting = notEnough(answer);
+      box.replaceChildren(message(waiting || answer.message || "unexpected answer", waiting || answer.status === 404 ? "note" : "error"));
+      return;
+    }
+    box.replaceChildren(
+      h("div", { className: "muted", style: "margin-bottom:6px" },
+        view.reportsServer ? `server ${view.reportsServer}` : "all servers", " · durations in seconds"),
+      tiles([
+        ["Mean", number(answer.data.mean)],
+        ["Std dev", number(answer.data.stddev)],
+        ["Reports", number(answer.data.count)],
+      ]));
+  }
+
+  async function loadOutliers() {
+    const box = $("feature-outliers");
+    const answer = await call("GET", "/process_outliers");
+    if (!answer.ok || !Array.isArray(answer.data)) {
+      const waiting = notEnough(answer);
+      box.replaceChildren(message(waiting || answer.message || "unexpected answer", waiting ? "note" : "error"));
+      return;
+    }
+    box.replaceChildren(answer.data.length
+      ? h("div", { className: "chips" }, answer.data.map((name) => h("span", { className: "chip" }, name)))
+      : message("No server is outside its band."));
+  }
+
+  // ---------------------------------------------------------------- polling
+
+  // A failure in one region (a render bug, an odd answer) never stops the others.
+  async function guard(promise) {
+    try {
+      await promise;
+    } catch (err) {
+      console.error(err);
+    }
+  }
+
+  let timer = null;
+  let inflight = false;
+  let again = false;
+
+  async function poll() {
+    if (inflight) {
+      again = true;
+      return;
+    }
+    inflight = true;
+    clearTimeout(timer);
+    const tasks = [loadOverview(), loadJobs(), loadDetail(), loadSchedules()];
+    if (view.polls % FEATURES_EVERY === 0) tasks.push(loadFeatures());
+    view.polls += 1;
+    await Promise.all(tasks.map(guard));
+    inflight = false;
+    if (again) {
+      again = false;
+      poll();
+    } else {
+      timer = setTimeout(poll, POLL_MS);
+    }
+  }
+
+  // Polls at once (after the poll in flight, if any) instead of waiting for the timer.
+  function refresh() {
+    poll();
+  }
+
+  function refreshFeatures() {
+    guard(loadFeatures());
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  function start() {
+    const tokenInput = $("admin-token");
+    tokenInput.value = token();
+    tokenInput.addEventListener("input", () => {
+      try {
+        localStorage.setItem(TOKEN_KEY, tokenInput.value);
+      } catch {
+        flash("This browser does not keep the admin token (storage disabled).", "error");
+      }
+    });
+
+    $("action-dismiss").addEventListener("click", () => ($("action-message").hidden = true));
+
+    $("filter-status").addEventListener("change", (e) => {
+      view.filter.status = e.target.value;
+      resetPages();
+      refresh();
+    });
+    let typing = null;
+    $("filter-kind").addEventListener("input", (e) => {
+      clearTimeout(typing);
+      typing = setTimeout(() => {
+        view.filter.kind = e.target.value.trim();
+        resetPages();
+        refresh();
+      }, 300);
+    });
+    $("filter-limit").addEventListener("change", (e) => {
+      view.filter.limit = Number(e.target.value) || 20;
+      resetPages();
+      refresh();
+    });
+    $("job-filters").addEventListener("submit", (e) => e.preventDefault());
+    $("page-older").addEventListener("click", () => {
+      if (!view.nextBefore) return;
+      view.cursors.push(view.nextBefore);
+      refresh();
+    });
+    $("page-newer").addEventListener("click", () => {
+      if (view.cursors.length > 1) view.cursors.pop();
+      refresh();
+    });
+
+    $("ads-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const key = $("ads-key").value.trim();
+      view.ads = key ? { scope: $("ads-scope").value, key } : null;
+      if (!view.ads) $("feature-ads").replaceChildren(message("Look up a user or an SDK version."));
+      refreshFeatures();
+    });
+    $("reports-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      view.reportsServer = $("reports-server").value.trim();
+      refreshFeatures();
+    });
+
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden) refresh();
+    });
+    window.addEventListener("resize", () => renderThroughput());
+    poll();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

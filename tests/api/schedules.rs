@@ -1,0 +1,201 @@
+//! `/schedules`: the rates timetable with its next tick in `RATES_TZ` and the newest
+//! `rates.ingest` job as its last run, read from the settings and the job records.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc, Weekday};
+use conveyor::Role;
+use jobs::rates::{ProviderChoice, RatesConfig};
+use serde_json::Value;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{Stack, TestApp, spawn_with, test_config};
+use crate::on_both_stacks;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+async fn app_with(stack: Stack, rates: RatesConfig, role: Role) -> TestApp {
+    let (mut config, resources) = test_config(stack).await;
+    config.rates = rates;
+    spawn_with(config, resources, role).await
+}
+
+/// The one entry of `GET /schedules`, which must be the rates timetable.
+async fn rates_entry(app: &TestApp) -> Value {
+    let (status, body) = app.get("/schedules").await;
+    assert_eq!(status, 200, "{body}");
+    let list = body.as_array().expect("an array of timetables");
+    assert_eq!(list.len(), 1, "{body}");
+    assert_eq!(list[0]["name"], "rates.ingest", "{body}");
+    list[0].clone()
+}
+
+/// `POST /rates/refresh` for today; the new job's id.
+async fn refresh(app: &TestApp) -> String {
+    let response = app
+        .client
+        .post(app.url("/rates/refresh"))
+        .send()
+        .await
+        .expect("POST /rates/refresh");
+    assert_eq!(response.status(), 202, "refresh");
+    let body: Value = response.json().await.expect("json");
+    body["job_id"].as_str().expect("job_id").to_owned()
+}
+
+fn instant(value: &Value) -> DateTime<Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is no timestamp"));
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"))
+        .with_timezone(&Utc)
+}
+
+async fn the_rates_timetable_shows_its_next_tick_in_its_time_zone_and_its_newest_job(stack: Stack) {
+    // Tokyo has no daylight saving: 09:00 there is always 00:00 UTC the same day.
+    let rates = RatesConfig {
+        cron: "0 0 9 * * Mon-Fri".to_owned(),
+        tz: "Asia/Tokyo".parse().expect("valid zone"),
+        lookback_days: 7,
+        ..RatesConfig::default()
+    };
+    // The api alone: nothing ticks or runs, so the records are the test's own.
+    let app = app_with(stack, rates.clone(), Role::Api).await;
+    let before = Utc::now();
+    let entry = rates_entry(&app).await;
+    assert_eq!(entry["cron"], "0 0 9 * * Mon-Fri");
+    assert_eq!(entry["timezone"], "Asia/Tokyo");
+    assert_eq!(entry["enabled"], true);
+    assert!(entry["problem"].is_null(), "{entry}");
+    assert!(entry["last_run"].is_null(), "no job yet: {entry}");
+    let next = instant(&entry["next_run"]);
+    assert!(next > before, "{next} is not after {before}");
+    assert!(
+        next - before <= chrono::Duration::days(3),
+        "{next} is further than a weekend away"
+    );
+    assert_eq!(
+        (next.hour(), next.minute(), next.second()),
+        (0, 0, 0),
+        "{next}"
+    );
+    assert!(
+        !matches!(next.weekday(), Weekday::Sat | Weekday::Sun),
+        "{next} is on a weekend"
+    );
+
+    // A refresh by hand is the newest job: its outcome so far, no tick.
+    let refresh_id = refresh(&app).await;
+    let last = rates_entry(&app).await["last_run"].clone();
+    assert_eq!(last["job_id"], refresh_id.as_str(), "{last}");
+    assert_eq!(last["status"], "queued");
+    assert_eq!(last["reason"], "refresh");
+    assert!(last["tick"].is_null() && last["error"].is_null(), "{last}");
+    let created = instant(&last["created_at"]);
+    assert!(created >= before - chrono::Duration::seconds(1), "{last}");
+
+    // A tick of the timetable: the newest job is one of its jobs, naming the tick.
+    let at = Utc
+        .timestamp_opt(Utc::now().timestamp(), 0)
+        .single()
+        .expect("a whole second");
+    let timetable = scheduler::RatesTimetable::new(
+        app.backends.store.clone(),
+        app.backends.queue.clone(),
+        rates,
+        3,
+    )
+    .expect("the timetable parses");
+    let report = timetable.tick(at).await.expect("tick enqueues");
+    assert!(!report.created.is_empty(), "a week back has weekdays");
+    let last = rates_entry(&app).await["last_run"].clone();
+    let id = last["job_id"].as_str().expect("job_id");
+    assert!(report.created.iter().any(|c| c == id), "{last}");
+    assert_eq!(last["reason"], "cron");
+    assert_eq!(instant(&last["tick"]), at);
+}
+on_both_stacks!(the_rates_timetable_shows_its_next_tick_in_its_time_zone_and_its_newest_job);
+
+async fn an_off_timetable_has_no_next_run_and_its_last_run_keeps_the_error(stack: Stack) {
+    let provider = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&provider)
+        .await;
+    let rates = RatesConfig {
+        provider: ProviderChoice::Frankfurter,
+        frankfurter_url: provider.uri(),
+        cron: "off".to_owned(),
+        timeout_ms: 500,
+        ..RatesConfig::default()
+    };
+    let app = app_with(stack, rates, Role::All).await;
+    let entry = rates_entry(&app).await;
+    assert_eq!(entry["cron"], "off");
+    assert_eq!(entry["enabled"], false);
+    assert!(entry["next_run"].is_null(), "{entry}");
+    assert!(entry["problem"].is_null(), "off is not a problem: {entry}");
+
+    let id = refresh(&app).await;
+    let dead = app.wait_for_status(&id, "dead", WITHIN).await;
+    let last = rates_entry(&app).await["last_run"].clone();
+    assert_eq!(last["job_id"], id.as_str());
+    assert_eq!(last["status"], "dead");
+    assert_eq!(last["error"], "frankfurter answered HTTP 500");
+    assert_eq!(last["error"], dead["error"]);
+    assert_eq!(instant(&last["finished_at"]), instant(&dead["finished_at"]));
+}
+on_both_stacks!(an_off_timetable_has_no_next_run_and_its_last_run_keeps_the_error);
+
+async fn a_malformed_expression_is_reported_instead_of_a_next_run(stack: Stack) {
+    let rates = RatesConfig {
+        cron: "every day at nine".to_owned(),
+        ..RatesConfig::default()
+    };
+    // The scheduler refuses this at start; the api alone still answers.
+    let app = app_with(stack, rates, Role::Api).await;
+    let entry = rates_entry(&app).await;
+    assert_eq!(entry["enabled"], true);
+    assert!(entry["next_run"].is_null(), "{entry}");
+    let problem = entry["problem"].as_str().expect("a problem");
+    assert!(
+        problem.contains("RATES_CRON 'every day at nine'"),
+        "{problem}"
+    );
+}
+on_both_stacks!(a_malformed_expression_is_reported_instead_of_a_next_run);
+
+async fn schedules_answer_503_when_the_database_is_unavailable(stack: Stack) {
+    let app = app_with(stack, RatesConfig::default(), Role::Api).await;
+    rates_entry(&app).await;
+    app.backends
+        .store
+        .db()
+        .close_by_ref()
+        .await
+        .expect("the pool closes");
+    let (status, body) = app.get("/schedules").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "unavailable");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("database unavailable")),
+        "{body}"
+    );
+}
+on_both_stacks!(schedules_answer_503_when_the_database_is_unavailable);
+
+async fn the_openapi_document_lists_schedules_with_its_answers(stack: Stack) {
+    let app = app_with(stack, RatesConfig::default(), Role::Api).await;
+    let (status, doc) = app.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    let responses = doc["paths"]["/schedules"]["get"]["responses"]
+        .as_object()
+        .expect("GET /schedules is documented");
+    let codes: Vec<&str> = responses.keys().map(String::as_str).collect();
+    assert_eq!(codes, ["200", "503"]);
+}
+on_both_stacks!(the_openapi_document_lists_schedules_with_its_answers);

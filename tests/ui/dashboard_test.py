@@ -1,0 +1,399 @@
+"""Browser test of the operator dashboard at /ui, in headless Chromium.
+
+Started by tests/ui/run.sh against a running `conveyor all` (CONVEYOR_URL) and its
+sandbox. Seeds data through the JSON API, then uses the page as an operator would:
+finds a dead job, retries it (first without the admin token when the server asks for
+one, then with it), and waits for the page to show it succeeded. Saves a desktop and a
+phone screenshot (and a dark one). Every wait is bounded. Prints one closing line:
+`ui: N passed, M failed`.
+"""
+
+import base64
+import json
+import os
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
+
+BASE = os.environ["CONVEYOR_URL"].rstrip("/")
+TOKEN = os.environ.get("ADMIN_TOKEN", "")
+SHOT_DESKTOP = os.environ.get("SCREENSHOT", "target/ui-dashboard.png")
+SHOT_PHONE = os.environ.get("SCREENSHOT_PHONE", "target/ui-dashboard-phone.png")
+SHOT_DARK = os.environ.get("SCREENSHOT_DARK", "target/ui-dashboard-dark.png")
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+
+ui_wait = 20.0  # seconds any one thing may take to show on the page
+
+
+# ---------------------------------------------------------------- JSON API
+
+
+def api(method, path, body=None, token=False):
+    """(status, parsed JSON body or text) of one request to the server."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(BASE + path, data=data, method=method)
+    if body is not None:
+        request.add_header("content-type", "application/json")
+    if token and TOKEN:
+        request.add_header("authorization", f"Bearer {TOKEN}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        status, text = err.code, err.read().decode()
+    try:
+        return status, json.loads(text) if text else None
+    except ValueError:
+        return status, text
+
+
+def until(what, probe, timeout):
+    """Polls `probe` until it returns something truthy; fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+            if last:
+                return last
+        except (StaleElementReferenceException, urllib.error.URLError) as err:
+            last = err
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout:.0f} s (last seen: {last!r})")
+
+
+def enqueue_noop(args):
+    status, body = api("POST", "/jobs/noop", args)
+    assert status == 202, f"POST /jobs/noop answered {status} {body}"
+    return body["job_id"]
+
+
+def job_status(job_id):
+    status, body = api("GET", f"/jobs/{job_id}")
+    assert status == 200, f"GET /jobs/{job_id} answered {status} {body}"
+    return body["status"]
+
+
+# ---------------------------------------------------------------- browser
+
+
+def browser():
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--disable-gpu", "--window-size=1280,900", "--force-color-profile=srgb",
+                "--no-first-run", "--disable-extensions"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    driver.set_script_timeout(20)
+    return driver
+
+
+def find(driver, css):
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0] if found else None
+
+
+def click(driver, css, what):
+    """Clicks the first element matching `css` once it exists (the page re-renders
+    every 2 s, so a stale element is found again)."""
+    def attempt():
+        element = find(driver, css)
+        if element is None or not element.is_enabled():
+            return None
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        element.click()
+        return True
+    until(f"{what} ({css}) to be clickable", attempt, ui_wait)
+
+
+def full_page_screenshot(driver, path, width):
+    height = driver.execute_script(
+        "return Math.ceil(document.documentElement.scrollHeight)")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png",
+        "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+    })
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "wb") as out:
+        out.write(base64.b64decode(shot["data"]))
+
+
+# ---------------------------------------------------------------- the test
+
+
+class Run:
+    """The checks in order; a check that fails fails the ones that need it too."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.broken = None
+        self.driver = None
+        self.dead_id = None
+        self.token_enforced = False
+
+    def check(self, name, fn, needs_page=True):
+        if self.broken and needs_page:
+            print(f"FAIL {name}: not run, {self.broken} failed", flush=True)
+            self.failed += 1
+            return
+        started = time.monotonic()
+        try:
+            note = fn()
+        except Exception as err:  # noqa: BLE001 - every failure is reported, none escapes
+            self.failed += 1
+            self.broken = self.broken or name
+            print(f"FAIL {name}: {err}", flush=True)
+            if not isinstance(err, AssertionError):
+                traceback.print_exc()
+            return
+        self.passed += 1
+        extra = f" ({note})" if note else ""
+        print(f"ok   {name} [{time.monotonic() - started:.1f} s]{extra}", flush=True)
+
+    # ---- seeding through the JSON API
+
+    def a_job_failing_every_attempt_goes_dead(self):
+        self.dead_id = enqueue_noop({"fail_times": 2})
+        until(f"job {self.dead_id} to be dead",
+              lambda: job_status(self.dead_id) == "dead", 30)
+        # Enforced when a retry without the token is refused before the job is looked up.
+        status, _ = api("POST", "/jobs/00000000000000000000000000/retry")
+        self.token_enforced = status == 401
+        return "ADMIN_TOKEN enforced" if self.token_enforced else "ADMIN_TOKEN not enforced"
+
+    def the_features_have_data(self):
+        # Reports: four servers, three steady ones and one with an outlier.
+        reports = []
+        for server, durations in (("web-1", [60] * 3), ("web-2", [60] * 3),
+                                  ("web-3", [90] * 3), ("batch-9", [10, 10, 10, 400])):
+            for i, seconds in enumerate(durations):
+                reports.append({
+                    "server_name": server,
+                    "start_time": f"2026-01-0{i + 1}T10:00:00Z",
+                    "end_time": f"2026-01-0{i + 1}T10:{seconds // 60:02d}:{seconds % 60:02d}Z",
+                })
+        status, body = api("POST", "/process_reports", reports)
+        assert status == 202, f"POST /process_reports answered {status} {body}"
+        # Ads: requests and impressions of one user.
+        query = "sdk_version=2.1.0&session_id=s1&platform=ios&username=alice&country_code=DE"
+        for path in [f"/ad?{query}"] * 4 + [f"/impression?{query}"] * 3:
+            status, body = api("GET", path)
+            assert status == 200, f"GET {path} answered {status} {body}"
+        # Rates: a fetch from the sandbox.
+        status, body = api("POST", "/rates/refresh", token=True)
+        assert status == 202, f"POST /rates/refresh answered {status} {body}"
+        rates_job = body["job_id"]
+        until("the rates fetch to succeed", lambda: job_status(rates_job) == "succeeded", 30)
+        until("the report statistics to open",
+              lambda: api("GET", "/process_statistics")[0] == 200, 30)
+        until("the ad counts to be applied",
+              lambda: (lambda s, b: s == 200 and b["alice"]["impressions"] == 3)(
+                  *api("GET", "/statistics?username=alice")), 30)
+
+    # ---- the page
+
+    def the_page_opens_and_the_overview_shows_the_default_queue(self):
+        self.driver = browser()
+        self.driver.get(f"{BASE}/ui")
+        until("the default queue in the overview",
+              lambda: find(self.driver, '#queues-body tr[data-queue="default"]'), ui_wait)
+        until("a worker alive on the default queue",
+              lambda: find(self.driver, '#workers .worker-group[data-queue="default"] li[data-worker]'),
+              ui_wait)
+        until("the live indicator", lambda: find(self.driver, '#live[data-state="live"]'), ui_wait)
+        # Work while the page watches, so that throughput has something to draw.
+        enqueue_noop({"sleep_ms": 120000})
+        enqueue_noop({"fail_times": 1})
+        for batch in (4, 9, 6, 12, 7):
+            for _ in range(batch):
+                enqueue_noop({"sleep_ms": 20})
+            time.sleep(2.1)
+        until("the throughput chart", lambda: find(self.driver, "#throughput svg path.line"), ui_wait)
+        until("a running job under its worker",
+              lambda: find(self.driver, "#workers .worker-jobs a"), ui_wait)
+
+    def the_dead_job_is_listed_under_the_dead_filter(self):
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("dead")
+        row = f'#jobs-body tr[data-job-id="{self.dead_id}"]'
+        until("the dead job in the list", lambda: find(self.driver, f'{row}[data-status="dead"]'), ui_wait)
+        until("its Retry button", lambda: find(self.driver, f'{row} button[data-action="retry"]'), ui_wait)
+        assert find(self.driver, f'{row} button[data-action="cancel"]') is None, \
+            "a dead job cannot be cancelled, yet a Cancel button is shown"
+
+    def a_retry_without_the_token_shows_the_servers_message(self):
+        if not self.token_enforced:
+            return "skipped: the server does not ask for ADMIN_TOKEN"
+        click(self.driver, f'#jobs-body tr[data-job-id="{self.dead_id}"] button[data-action="retry"]',
+              "Retry")
+        flash = until("the refusal to show",
+                      lambda: find(self.driver, '#action-message[data-kind="error"]:not([hidden])'),
+                      ui_wait)
+        text = flash.text
+        assert "401" in text and "ADMIN_TOKEN" in text, f"the message shown is {text!r}"
+        assert job_status(self.dead_id) == "dead", "a refused retry changed the job"
+        return f"shown: {text!r}"
+
+    def a_retry_with_the_token_runs_the_job_to_success(self):
+        field = self.driver.find_element(By.ID, "admin-token")
+        field.clear()
+        field.send_keys(TOKEN)
+        stored = self.driver.execute_script("return localStorage.getItem('conveyor.adminToken')")
+        assert stored == TOKEN, f"localStorage holds {stored!r}"
+        click(self.driver, f'#jobs-body tr[data-job-id="{self.dead_id}"] button[data-action="retry"]',
+              "Retry")
+        until("the page to show the job succeeded",
+              lambda: find(self.driver,
+                           f'#job-detail[data-job-id="{self.dead_id}"][data-status="succeeded"]'
+                           ' .badge[data-status="succeeded"]'),
+              ui_wait)
+        until("the success message", lambda: find(
+            self.driver, '#action-message[data-kind="ok"]:not([hidden])'), ui_wait)
+        assert job_status(self.dead_id) == "succeeded"
+
+    def the_list_shows_it_succeeded_a_few_pages_back(self):
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("succeeded")
+        until("the succeeded filter to apply", lambda: find(
+            self.driver, '#jobs-body tr[data-status="succeeded"]'), ui_wait)
+        row = f'#jobs-body tr[data-job-id="{self.dead_id}"][data-status="succeeded"]'
+        pages = 1
+        # Newer jobs fill the first pages: follow "Older" until it shows (a few pages).
+        while find(self.driver, row) is None:
+            assert pages < 10, "the job is not on the first 10 pages of succeeded jobs"
+            first = find(self.driver, "#jobs-body tr[data-job-id]").get_attribute("data-job-id")
+            click(self.driver, "#page-older", "Older")
+            pages += 1
+            until(f"page {pages}", lambda: (lambda e: e is not None and e.get_attribute(
+                "data-job-id") != first)(find(self.driver, "#jobs-body tr[data-job-id]")), ui_wait)
+            label = self.driver.find_element(By.ID, "page-label").text
+            assert label == f"page {pages}", f"the pager says {label!r}"
+        found_on = pages
+        # Back to the newest page of every status, the job still in the panel.
+        while pages > 1:
+            click(self.driver, "#page-newer", "Newer")
+            pages -= 1
+            until(f"page {pages} again", lambda: self.driver.find_element(
+                By.ID, "page-label").text == f"page {pages}", ui_wait)
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
+        assert find(self.driver, f'#job-detail[data-job-id="{self.dead_id}"][data-status="succeeded"]')
+        return f"found on page {found_on}"
+
+    def the_token_survives_a_reload(self):
+        self.driver.refresh()
+        field = until("the page to load again", lambda: find(self.driver, "#admin-token"), ui_wait)
+        assert field.get_attribute("value") == TOKEN, "the admin token was not kept"
+        until("the overview again", lambda: find(
+            self.driver, '#queues-body tr[data-queue="default"]'), ui_wait)
+
+    def schedules_and_features_render(self):
+        until("the rates timetable, off", lambda: find(
+            self.driver, '#schedules-body tr[data-schedule="rates.ingest"] .badge[data-status="off"]'),
+            ui_wait)
+        until("the last rates fetch as succeeded", lambda: find(
+            self.driver, '#schedules-body tr[data-schedule="rates.ingest"] .badge[data-status="succeeded"]'),
+            ui_wait)
+        until("rates", lambda: find(self.driver, '#feature-rates [data-currency="USD"]'), ui_wait)
+        until("report statistics", lambda: find(self.driver, "#feature-reports .tiles"), ui_wait)
+        outliers = until("the outlier", lambda: find(self.driver, "#feature-outliers .chip"), ui_wait)
+        assert outliers.text == "batch-9", f"outliers show {outliers.text!r}"
+        self.driver.find_element(By.ID, "ads-key").send_keys("alice")
+        click(self.driver, '#ads-form button[type="submit"]', "Look up")
+        until("the ad statistics of alice", lambda: find(self.driver, "#feature-ads .tiles"), ui_wait)
+        self.driver.find_element(By.ID, "ads-key").clear()
+        self.driver.find_element(By.ID, "ads-key").send_keys("nobody")
+        click(self.driver, '#ads-form button[type="submit"]', "Look up")
+        until("the 404 message of an unknown user", lambda: (lambda e: e and "not found" in e.text)(
+            find(self.driver, "#feature-ads .message")), ui_wait)
+        self.driver.find_element(By.ID, "ads-key").clear()
+        self.driver.find_element(By.ID, "ads-key").send_keys("alice")
+        click(self.driver, '#ads-form button[type="submit"]', "Look up")
+        until("alice again", lambda: find(self.driver, "#feature-ads .tiles"), ui_wait)
+
+    def the_page_logs_no_script_error(self):
+        logs = self.driver.get_log("browser")
+        # Answers such as 404 or 409 are logged by the browser as failed loads; the page
+        # shows them as messages. Anything else severe is a script error.
+        errors = [e["message"] for e in logs
+                  if e.get("level") == "SEVERE" and "Failed to load resource" not in e["message"]]
+        assert not errors, f"script errors: {errors}"
+
+    def desktop_screenshot(self):
+        self.driver.execute_script("window.scrollTo(0, 0)")
+        time.sleep(0.5)
+        full_page_screenshot(self.driver, SHOT_DESKTOP, 1280)
+        return SHOT_DESKTOP
+
+    def dark_screenshot(self):
+        self.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+            "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        background = self.driver.execute_script(
+            "return getComputedStyle(document.body).backgroundColor")
+        self.driver.save_screenshot(SHOT_DARK)
+        self.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        assert background == "rgb(14, 17, 22)", f"the dark palette is not applied: {background}"
+        return SHOT_DARK
+
+    def phone_layout_fits_and_screenshot(self):
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+        self.driver.execute_script("window.scrollTo(0, 0)")
+        time.sleep(2.5)  # one poll: the chart redraws at the new width
+        overflow = self.driver.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"the page is {overflow}px wider than a phone"
+        assert find(self.driver, '#queues-body tr[data-queue="default"]').is_displayed()
+        full_page_screenshot(self.driver, SHOT_PHONE, 390)
+        return SHOT_PHONE
+
+
+def main():
+    run = Run()
+    try:
+        run.check("a job failing every attempt goes dead (JSON API)",
+                  run.a_job_failing_every_attempt_goes_dead, needs_page=False)
+        run.check("reports, ads and rates are seeded (JSON API)",
+                  run.the_features_have_data, needs_page=False)
+        run.check("the page opens and the overview shows the default queue",
+                  run.the_page_opens_and_the_overview_shows_the_default_queue)
+        run.check("the dead job is listed under the dead filter with a Retry button",
+                  run.the_dead_job_is_listed_under_the_dead_filter)
+        run.check("a retry without the admin token shows the server's message",
+                  run.a_retry_without_the_token_shows_the_servers_message)
+        run.check("a retry with the admin token runs the job; the page shows it succeeded",
+                  run.a_retry_with_the_token_runs_the_job_to_success)
+        run.check("the list shows it succeeded, following Older pages",
+                  run.the_list_shows_it_succeeded_a_few_pages_back)
+        run.check("schedules and features render, errors as messages",
+                  run.schedules_and_features_render)
+        run.check("the page logs no script error", run.the_page_logs_no_script_error)
+        run.check("desktop screenshot", run.desktop_screenshot)
+        run.check("dark palette screenshot (viewport)", run.dark_screenshot)
+        run.check("the phone layout fits 390 px; phone screenshot",
+                  run.phone_layout_fits_and_screenshot)
+        run.check("the admin token survives a reload", run.the_token_survives_a_reload)
+    finally:
+        if run.driver is not None:
+            try:
+                run.driver.quit()
+            except WebDriverException:
+                pass
+    print(f"ui: {run.passed} passed, {run.failed} failed", flush=True)
+    return 1 if run.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
