@@ -46,6 +46,11 @@ impl BenchDatabase {
     /// A Conveyor configuration (defaults and environment) on this database and Redis,
     /// with a queue prefix of its own.
     pub(crate) fn config(&self) -> conveyor::Config {
+        Self::config_for(&self.url, &self.redis_url, &self.id)
+    }
+
+    /// The configuration of run `id` on these backends (also for child processes).
+    pub(crate) fn config_for(url: &str, redis_url: &str, id: &str) -> conveyor::Config {
         use clap::Parser;
         #[derive(Parser)]
         struct ConfigOnly {
@@ -53,9 +58,9 @@ impl BenchDatabase {
             config: conveyor::Config,
         }
         let mut config = ConfigOnly::parse_from(["bench"]).config;
-        config.backends.database_url = self.url.clone();
-        config.backends.redis_url = Some(self.redis_url.clone());
-        config.backends.queue_prefix = format!("bench{}", self.id);
+        config.backends.database_url = url.to_owned();
+        config.backends.redis_url = Some(redis_url.to_owned());
+        config.backends.queue_prefix = format!("bench{id}");
         config.backends.database_max_connections = 32;
         config
     }

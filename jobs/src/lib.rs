@@ -12,12 +12,14 @@
 //! - [`secret`]: secrets from the environment, never printed, compared in constant time.
 //! - [`submit`]: a job record, then its first task: what every producer calls.
 //! - [`http`]: the one way Conveyor builds HTTP clients (TLS provider installed).
+//! - `batch`: group commit: many callers' record writes carried by one statement.
 //! - [`store`]: job records: creation, lifecycle transitions, queries.
 //! - [`metrics`]: Prometheus metrics of the process.
 //! - [`queue`]: [`Queue`], the only place that knows which queue backend runs.
 #![warn(missing_docs)]
 
 pub mod ads;
+pub(crate) mod batch;
 pub mod config;
 pub mod db;
 pub mod envelope;

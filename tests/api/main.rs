@@ -2,6 +2,7 @@
 //! Postgres + Redis.
 
 mod ads;
+mod batching;
 mod delivery;
 mod fanout;
 mod helpers;
