@@ -23,8 +23,11 @@ mkdir -p "$out_dir"
 out="$out_dir/$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 
 echo "building the benchmark (release)" >&2
-cargo bench --bench noop_throughput --no-run >&2
-bench() { cargo bench -q --bench noop_throughput -- "$@" 2>/dev/null | tail -n 1; }
+# Built once; the runs use the executable itself, so that nothing rebuilds mid-run.
+exe=$(cargo bench --bench noop_throughput --no-run 2>&1 | tee /dev/stderr |
+  sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -n 1)
+[[ -x $exe ]] || { echo "no benchmark executable" >&2; exit 1; }
+bench() { "$exe" "$@" 2>/dev/null | tail -n 1; }
 
 for rep in $(seq 1 "$reps"); do
   echo "repetition $rep of $reps (N=$n)" >&2
