@@ -32,6 +32,10 @@ const REQUIRED: [&str; 5] = [
     "country_code",
 ];
 
+/// Longest username or SDK version counted: the counters' key column holds 255
+/// characters (a longer key would fail every attempt of its job on Postgres).
+const MAX_KEY_CHARS: usize = 255;
+
 /// `{"success": ..., "message": ...}`.
 #[derive(Debug, Clone, Object)]
 pub struct AdMessage {
@@ -86,7 +90,8 @@ pub enum AdAnswer {
     /// The VAST document.
     #[oai(status = 200)]
     Ok(VastXml),
-    /// Missing parameters.
+    /// Missing parameters, one with a NUL character, or a username or SDK version
+    /// over 255 characters.
     #[oai(status = 400)]
     BadRequest(Json<AdMessage>),
     /// The VAST server answered, but not 200.
@@ -111,7 +116,8 @@ pub enum ImpressionAnswer {
     /// Counted.
     #[oai(status = 200)]
     Ok(Json<AdMessage>),
-    /// Missing parameters.
+    /// Missing parameters, one with a NUL character, or a username or SDK version
+    /// over 255 characters.
     #[oai(status = 400)]
     BadRequest(Json<AdMessage>),
     /// The queue is unavailable; nothing was counted.
@@ -157,7 +163,7 @@ struct AdParams<'a>([&'a Option<String>; 5]);
 
 impl AdParams<'_> {
     /// The username and SDK version, or the old service's message naming what is
-    /// missing (empty counts as missing).
+    /// missing (empty counts as missing), or a message naming what is unusable.
     fn validate(&self) -> Result<(String, String), String> {
         let missing: Vec<&str> = REQUIRED
             .iter()
@@ -168,8 +174,22 @@ impl AdParams<'_> {
         if !missing.is_empty() {
             return Err(missing_message(&missing));
         }
+        // Postgres text cannot hold NUL; refused on every backend alike.
+        if let Some((name, _)) = REQUIRED
+            .iter()
+            .zip(self.0.iter())
+            .find(|(_, v)| v.as_deref().is_some_and(|v| v.contains('\0')))
+        {
+            return Err(format!("{name} must not contain NUL characters"));
+        }
         let value = |i: usize| self.0[i].clone().unwrap_or_default();
-        Ok((value(3), value(0)))
+        let (username, sdk_version) = (value(3), value(0));
+        for (name, key) in [("username", &username), ("sdk_version", &sdk_version)] {
+            if key.chars().count() > MAX_KEY_CHARS {
+                return Err(format!("{name} must be at most {MAX_KEY_CHARS} characters"));
+            }
+        }
+        Ok((username, sdk_version))
     }
 }
 
@@ -303,6 +323,11 @@ impl AdsApi {
             ));
         };
         let scope = if name == "username" { "user" } else { "sdk" };
+        // `/ad` and `/impression` refuse NUL, so no such key is counted (and Postgres
+        // would refuse the query).
+        if key.contains('\0') {
+            return AdStatisticsAnswer::NotFound(message(false, format!("{key} not found")));
+        }
         match counters(self.state.store.db(), scope, &key).await {
             Ok(Some(row)) => {
                 let fill_rate = if row.ad_requests == 0 {

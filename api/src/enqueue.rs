@@ -8,8 +8,13 @@ use serde_json::Value;
 use crate::error::ErrorBody;
 use crate::state::AppState;
 
-/// Longest accepted `Idempotency-Key`.
-pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Longest accepted `Idempotency-Key`. A job keeps it as `<route> <key>` in a column of
+/// `STORED_KEY_MAX` characters, and the longest route (`POST /process_reports`) takes
+/// 22 of them; a longer key failed the insert on Postgres (503) after passing here.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// Length of the job record's idempotency key column.
+const STORED_KEY_MAX: usize = 255;
 
 /// Why a job could not be accepted.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +48,10 @@ pub async fn enqueue(
     idempotency_key: Option<&str>,
     scope: &str,
 ) -> Result<JobRecord, EnqueueError> {
+    debug_assert!(
+        scope.len() + 1 + MAX_IDEMPOTENCY_KEY <= STORED_KEY_MAX,
+        "scope '{scope}' leaves too little room for an Idempotency-Key"
+    );
     let idempotency_key = match idempotency_key {
         None => None,
         Some(key) if valid_key(key) => Some(format!("{scope} {key}")),

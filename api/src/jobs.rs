@@ -23,8 +23,10 @@ enum JobTags {
     Jobs,
 }
 
-/// A job record (SPEC §0).
+/// A job record (SPEC §0). A field without a value is absent, as the schema says
+/// (never `null`).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobView {
     /// ULID.
     pub id: String,
@@ -82,6 +84,7 @@ impl From<JobRecord> for JobView {
 
 /// A page of jobs, newest first.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct JobPage {
     /// The jobs.
     pub jobs: Vec<JobView>,
@@ -339,6 +342,12 @@ fn unavailable(err: impl std::fmt::Display) -> Json<ErrorBody> {
     ))
 }
 
+/// Whether `id` can name a job. Ids are ULIDs; a NUL character, which Postgres text
+/// refuses (the query would fail as if the database were down), never names one.
+fn may_exist(id: &str) -> bool {
+    !id.contains('\0')
+}
+
 fn not_found(id: &str) -> Json<ErrorBody> {
     Json(ErrorBody::new(
         "not_found",
@@ -351,6 +360,9 @@ impl JobsApi {
     /// One job record.
     #[oai(path = "/jobs/:id", method = "get")]
     async fn get_job(&self, id: Path<String>) -> JobAnswer {
+        if !may_exist(&id) {
+            return JobAnswer::NotFound(not_found(&id));
+        }
         match self.state.store.get(&id).await {
             Ok(Some(job)) => JobAnswer::Ok(Json(Box::new(job.into()))),
             Ok(None) => JobAnswer::NotFound(not_found(&id)),
@@ -374,6 +386,21 @@ impl JobsApi {
                 "bad_request",
                 format!("limit must be between 1 and {max}"),
             )));
+        }
+        // NUL, which Postgres text refuses (the query would fail as if the database
+        // were down), is in no kind: such a filter matches nothing. A cursor is an id
+        // we handed out, so one with NUL is a mistake.
+        if before.0.as_deref().is_some_and(|b| b.contains('\0')) {
+            return PageAnswer::BadRequest(Json(ErrorBody::new(
+                "bad_request",
+                "before must not contain NUL characters",
+            )));
+        }
+        if kind.0.as_deref().is_some_and(|k| k.contains('\0')) {
+            return PageAnswer::Ok(Json(JobPage {
+                jobs: Vec::new(),
+                next_before: None,
+            }));
         }
         let filter = JobFilter {
             status: status.0.map(Into::into),
@@ -404,6 +431,9 @@ impl JobsApi {
         if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
             return CancelAnswer::Unauthorized(body, CHALLENGE.to_owned());
         }
+        if !may_exist(&id) {
+            return CancelAnswer::NotFound(not_found(&id));
+        }
         match self.state.store.cancel(&id).await {
             Ok(OperatorOutcome::Done(job)) => {
                 CancelAnswer::Cancelled(Json(Box::new((*job).into())))
@@ -427,6 +457,9 @@ impl JobsApi {
     async fn retry_job(&self, req: &Request, id: Path<String>) -> RetryAnswer {
         if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
             return RetryAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
+        if !may_exist(&id) {
+            return RetryAnswer::NotFound(not_found(&id));
         }
         let extra = self.state.delivery.max_attempts;
         let job = match self.state.store.retry_by_hand(&id, extra).await {

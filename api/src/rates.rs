@@ -115,7 +115,7 @@ pub enum ConvertAnswer {
     /// The converted amount.
     #[oai(status = 200)]
     Ok(Json<Conversion>),
-    /// A missing or malformed parameter.
+    /// A missing or malformed parameter, or an amount whose result overflows.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// No rates stored (for that date), or a currency not quoted on it.
@@ -402,6 +402,14 @@ impl RatesApi {
             }
         };
         let rate = rate_to / rate_from;
+        let result = amount * rate;
+        // A finite amount can still overflow (1e308 of a weak currency): JSON has no
+        // infinity, and a non-finite `result` would be left out of the body.
+        if !result.is_finite() {
+            return ConvertAnswer::BadRequest(bad(format!(
+                "amount {amount} of {from} is too large to convert into {to}"
+            )));
+        }
         ConvertAnswer::Ok(Json(Conversion {
             base: BASE.to_owned(),
             date,
@@ -409,7 +417,7 @@ impl RatesApi {
             to,
             amount,
             rate,
-            result: amount * rate,
+            result,
         }))
     }
 

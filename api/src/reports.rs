@@ -19,7 +19,8 @@ enum ReportTags {
     Reports,
 }
 
-/// A server name: 1 to 100 characters, not only spaces.
+/// A server name: 1 to 100 characters, not only spaces, no NUL (which Postgres text
+/// cannot hold).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerName(String);
 
@@ -31,6 +32,9 @@ impl ServerName {
     pub fn parse(raw: &str) -> Result<Self, String> {
         if raw.trim().is_empty() {
             return Err("server_name must not be empty".to_owned());
+        }
+        if raw.contains('\0') {
+            return Err("server_name must not contain NUL characters".to_owned());
         }
         if raw.chars().count() > Self::MAX {
             return Err(format!(
@@ -114,8 +118,10 @@ impl ReportIn {
     }
 }
 
-/// `{"error": "..."}`, naming the field (and for a batch, the item) at fault.
+/// `{"error": "..."}`, naming the field (and for a batch, the item) at fault; `field`
+/// and `index` are absent when they do not apply.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReportError {
     /// What is wrong.
     pub error: String,
@@ -346,7 +352,14 @@ impl ReportsApi {
             Ok(g) => return StatisticsAnswer::NotEnough(self.not_enough(g)),
             Err(err) => return StatisticsAnswer::Unavailable(unavailable(err)),
         }
-        match statistics(db, server_name.0.as_deref()).await {
+        // A name with NUL is never stored (and Postgres would refuse the query).
+        let stored = server_name.0.as_deref().is_none_or(|n| !n.contains('\0'));
+        let found = if stored {
+            statistics(db, server_name.0.as_deref()).await
+        } else {
+            Ok(None)
+        };
+        match found {
             Ok(Some(summary)) => StatisticsAnswer::Ok(Json(Statistics {
                 mean: summary.mean,
                 stddev: summary.stddev,

@@ -22,6 +22,7 @@ enum ScheduleTags {
 
 /// One timetable of the scheduler.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ScheduleView {
     /// The job kind each tick enqueues, e.g. `rates.ingest`.
     pub name: String,
@@ -41,6 +42,7 @@ pub struct ScheduleView {
 
 /// The newest job a timetable's kind has.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LastRun {
     /// Id of the job; its record is at `/jobs/{job_id}`.
     pub job_id: String,

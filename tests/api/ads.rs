@@ -204,6 +204,59 @@ async fn users_and_sdk_versions_are_separate_key_spaces() {
     );
 }
 
+/// Found by schemathesis on Postgres + Redis: a NUL character was a 503 ("database
+/// unavailable": Postgres text cannot hold it), and a username over 255 characters
+/// was answered 200 while its job could never be recorded.
+async fn unstorable_keys_are_refused_not_failed(stack: Stack) {
+    let server = vast_server(ResponseTemplate::new(200).set_body_string(VAST)).await;
+    let app = app_for(stack, &server, 1_000).await;
+    let long = "u".repeat(256);
+    for route in ["ad", "impression"] {
+        for (q, message) in [
+            (
+                query("a%00b", "1.0"),
+                "username must not contain NUL characters",
+            ),
+            (
+                query("bob", "1.%00"),
+                "sdk_version must not contain NUL characters",
+            ),
+            (
+                query("bob", "1.0").replace("platform=ios", "platform=i%00s"),
+                "platform must not contain NUL characters",
+            ),
+            (
+                query(&long, "1.0"),
+                "username must be at most 255 characters",
+            ),
+            (
+                query("bob", &long),
+                "sdk_version must be at most 255 characters",
+            ),
+        ] {
+            let (status, body) = app.get(&format!("/{route}?{q}")).await;
+            assert_eq!(status, 400, "/{route}?{q}: {body}");
+            assert_eq!(body, json!({ "success": false, "message": message }));
+        }
+    }
+    let (status, body) = app.get("/statistics?username=a%00b").await;
+    assert_eq!((status, &body["success"]), (404, &json!(false)), "{body}");
+    let (status, body) = app.get("/statistics?sdk=1.%00").await;
+    assert_eq!(status, 404, "{body}");
+
+    // The longest key is counted.
+    let longest = "u".repeat(255);
+    let (status, body) = app
+        .get(&format!("/impression?{}", query(&longest, "1.0")))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    settle(&app).await;
+    let (status, body) = app.get(&format!("/statistics?username={longest}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[&longest]["impressions"], 1, "{body}");
+}
+on_both_stacks!(unstorable_keys_are_refused_not_failed);
+
 async fn concurrent_requests_are_counted_exactly(stack: Stack) {
     let server = vast_server(ResponseTemplate::new(200).set_body_string(VAST)).await;
     let app = app_for(stack, &server, 2_000).await;

@@ -572,6 +572,33 @@ async fn every_route_answers_as_specified(stack: Stack) {
 }
 on_both_stacks!(every_route_answers_as_specified);
 
+/// A finite amount whose result overflows was answered 200 without `result` (JSON has
+/// no infinity, so the field was dropped): now 400.
+#[tokio::test]
+async fn a_conversion_too_large_to_represent_is_refused() {
+    let server = echo_server(Vec::new(), 0.0).await;
+    let app = app_for(Stack::Embedded, frankfurter_at(&server), Role::All).await;
+    refresh(&app, "2026-11-20", "succeeded").await;
+    // 1 GBP is 160 / 0.82 JPY, so 1e308 GBP is beyond f64.
+    for amount in ["1e308", "-1e308"] {
+        let query = format!("/rates/convert?from=GBP&to=JPY&amount={amount}");
+        let (status, body) = app.get(&query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"], "bad_request");
+        assert_eq!(
+            body["message"],
+            format!(
+                "amount {} of GBP is too large to convert into JPY",
+                amount.parse::<f64>().unwrap_or_default()
+            ),
+            "{query}"
+        );
+    }
+    let (status, body) = app.get("/rates/convert?from=GBP&to=JPY&amount=1e300").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["result"].is_f64(), "{body}");
+}
+
 // ---------------------------------------------------------------- the scheduler
 
 /// The last weekday at least `back` days before today that has a weekday before it.

@@ -181,6 +181,37 @@ async fn every_validation_error_names_its_field() {
     assert_eq!(page["jobs"], json!([]), "nothing was enqueued");
 }
 
+/// Found by schemathesis: `field` and `index` were sent as `null` when they did not
+/// apply, which their schema (a string, an integer) does not allow.
+#[tokio::test]
+async fn an_error_leaves_out_the_field_and_index_that_do_not_apply() {
+    let app = app_with(Stack::Embedded, |_| {}).await;
+    let response = app
+        .client
+        .post(app.url("/process_report"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: Value = response.json().await.expect("a JSON error");
+    let fields = answer.as_object().expect("a JSON object");
+    assert!(
+        !fields.contains_key("field") && !fields.contains_key("index"),
+        "{answer}"
+    );
+
+    let mut body = report("a", 1);
+    body["start_time"] = json!("yesterday");
+    let (status, answer) = app.post("/process_report", &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["field"], "start_time");
+    let fields = answer.as_object().expect("a JSON object");
+    assert!(
+        !fields.contains_key("index"),
+        "one report has no index: {answer}"
+    );
+}
+
 #[tokio::test]
 async fn a_batch_with_a_bad_item_is_refused_whole_naming_its_index() {
     let app = app_with(Stack::Embedded, |c| c.reports.min_total = 1).await;
@@ -200,6 +231,27 @@ async fn a_batch_with_a_bad_item_is_refused_whole_naming_its_index() {
     let (_, page) = app.get("/jobs?kind=reports.record").await;
     assert_eq!(page["jobs"], json!([]));
 }
+
+/// Found by schemathesis on Postgres + Redis: a NUL character in a server name was a
+/// 503 ("database unavailable"), since Postgres text cannot hold it.
+async fn a_server_name_with_nul_is_refused_not_failed(stack: Stack) {
+    let app = app_with(stack, |c| {
+        c.reports.min_total = 1;
+        c.reports.min_per_server = 1;
+    })
+    .await;
+    let (status, body) = app.post("/process_report", &report("a\0b", 1)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "server_name");
+    assert_eq!(body["error"], "server_name must not contain NUL characters");
+
+    store(&app, &[("a", &[1])]).await;
+    let (status, body) = app.get("/process_statistics?server_name=a%00b").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = app.get("/process_statistics?server_name=a").await;
+    assert_eq!(status, 200, "{body}");
+}
+on_both_stacks!(a_server_name_with_nul_is_refused_not_failed);
 
 async fn concurrent_reports_are_all_counted_once(stack: Stack) {
     let app = app_with(stack, |c| {

@@ -117,7 +117,11 @@ async fn the_openapi_document_lists_every_route_with_its_answers() {
         ("/jobs", "get", &["200", "400", "503"]),
         ("/jobs/{id}", "get", &["200", "404", "503"]),
         ("/jobs/{id}", "delete", &["200", "401", "404", "409", "503"]),
-        ("/jobs/{id}/retry", "post", &["202", "401", "404", "409", "503"]),
+        (
+            "/jobs/{id}/retry",
+            "post",
+            &["202", "401", "404", "409", "503"],
+        ),
         ("/jobs/noop", "post", &["202", "400", "503"]),
         ("/jobs/math", "post", &["202", "400", "503"]),
         ("/queues", "get", &["200", "503"]),
