@@ -586,45 +586,30 @@ impl Batches {
     /// parameter, unpacked by `json_to_recordset`, so each statement is prepared once
     /// whatever the batch size).
     fn new(db: &DatabaseConnection) -> Self {
-        let create = {
-            let db = db.clone();
-            Batcher::new(
-                MAX_BATCH,
-                FLUSHERS,
-                Arc::new(move |records: Vec<JobRecord>| {
-                    let db = db.clone();
-                    Box::pin(async move { insert_records(&db, &records).await })
-                }),
-            )
-        };
-        let start = {
-            let db = db.clone();
-            Batcher::new(
-                MAX_BATCH,
-                FLUSHERS,
-                Arc::new(move |rows: Vec<StartRow>| {
-                    let db = db.clone();
-                    Box::pin(async move { start_rows(&db, rows).await })
-                }),
-            )
-        };
-        let succeed = {
-            let db = db.clone();
-            Batcher::new(
-                MAX_BATCH,
-                FLUSHERS,
-                Arc::new(move |rows: Vec<SucceedRow>| {
-                    let db = db.clone();
-                    Box::pin(async move { succeed_rows(&db, rows).await })
-                }),
-            )
-        };
         Batches {
-            create,
-            start,
-            succeed,
+            create: batcher(db, insert_records),
+            start: batcher(db, start_rows),
+            succeed: batcher(db, succeed_rows),
         }
     }
+}
+
+/// A batcher whose flushes run `write` over `db`.
+fn batcher<Req, Res, Fut>(
+    db: &DatabaseConnection,
+    write: fn(DatabaseConnection, Vec<Req>) -> Fut,
+) -> Arc<Batcher<Req, Res>>
+where
+    Req: Send + 'static,
+    Res: Send + 'static,
+    Fut: Future<Output = Result<Vec<Res>, DbErr>> + Send + 'static,
+{
+    let db = db.clone();
+    Batcher::new(
+        MAX_BATCH,
+        FLUSHERS,
+        Arc::new(move |rows: Vec<Req>| Box::pin(write(db.clone(), rows))),
+    )
 }
 
 fn json_param(rows: &impl Serialize) -> Result<sea_orm::Value, DbErr> {
@@ -643,7 +628,7 @@ fn sql_list(allowed: fn(JobStatus) -> bool) -> String {
 }
 
 /// Inserts `queued` records in one statement.
-async fn insert_records(db: &DatabaseConnection, records: &[JobRecord]) -> Result<Vec<()>, DbErr> {
+async fn insert_records(db: DatabaseConnection, records: Vec<JobRecord>) -> Result<Vec<()>, DbErr> {
     let rows: Vec<Value> = records
         .iter()
         .map(|r| {
@@ -687,7 +672,7 @@ fn first_of_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<bo
 /// Claims the rows' jobs for an attempt in one statement; a job finished, cancelled
 /// or owned by another task is not claimed (`None`).
 async fn start_rows(
-    db: &DatabaseConnection,
+    db: DatabaseConnection,
     rows: Vec<StartRow>,
 ) -> Result<Vec<Option<JobRecord>>, DbErr> {
     let first = first_of_pairs(rows.iter().map(|r| (r.id.as_str(), r.task_id.as_str())));
@@ -711,7 +696,7 @@ async fn start_rows(
         sql,
         [json_param(&unique)?, Utc::now().into()],
     ))
-    .all(db)
+    .all(&db)
     .await?;
     let mut by_pair: std::collections::HashMap<(String, String), JobRecord> = claimed
         .into_iter()
@@ -730,7 +715,7 @@ async fn start_rows(
 
 /// Marks the rows' jobs succeeded in one statement; `false` for a job that was no
 /// longer this task's running attempt (finished by another delivery).
-async fn succeed_rows(db: &DatabaseConnection, rows: Vec<SucceedRow>) -> Result<Vec<bool>, DbErr> {
+async fn succeed_rows(db: DatabaseConnection, rows: Vec<SucceedRow>) -> Result<Vec<bool>, DbErr> {
     let first = first_of_pairs(rows.iter().map(|r| (r.id.as_str(), r.task_id.as_str())));
     let unique: Vec<&SucceedRow> = rows
         .iter()
@@ -753,7 +738,7 @@ async fn succeed_rows(db: &DatabaseConnection, rows: Vec<SucceedRow>) -> Result<
             sql,
             [json_param(&unique)?, Utc::now().into()],
         ))
-        .all(db)
+        .all(&db)
         .await?
         .into_iter()
         .map(|c| (c.id, c.task_id))
