@@ -482,7 +482,7 @@ impl JobsApi {
             .push(&Envelope::of(&job), std::time::Duration::ZERO)
             .await
         {
-            Ok(()) => RetryAnswer::Requeued(Json(Box::new(job.into()))),
+            Ok(_) => RetryAnswer::Requeued(Json(Box::new(job.into()))),
             Err(err) => RetryAnswer::Unavailable(Json(ErrorBody::new(
                 "unavailable",
                 format!(

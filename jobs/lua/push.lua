@@ -9,8 +9,11 @@
 -- KEYS[3] active list          KEYS[4] signal list
 -- KEYS[5] delayed sorted set
 -- ARGV[1] wake channel         ARGV[2] now, in ms since the epoch
--- ARGV[3..] triples: task id, payload, due time in ms (0 = now)
--- Returns the number of tasks made ready now.
+-- ARGV[3..] triples: delivery id, payload, due time in ms (0 = now)
+-- A delivery id already in the data hash is refused: pushing the same delivery twice
+-- queues it once.
+-- Returns the number of deliveries queued (refused ones are not counted).
+local queued = 0
 local ready = 0
 local now = tonumber(ARGV[2])
 for i = 3, #ARGV, 3 do
@@ -26,6 +29,7 @@ for i = 3, #ARGV, 3 do
             redis.call('rpush', KEYS[3], id)
             ready = ready + 1
         end
+        queued = queued + 1
     end
 end
 if ready > 0 then
@@ -33,4 +37,4 @@ if ready > 0 then
     redis.call('lpush', KEYS[4], 1)
     redis.call('publish', ARGV[1], ready)
 end
-return ready
+return queued

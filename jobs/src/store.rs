@@ -495,16 +495,37 @@ impl JobStore {
 
     /// Tasks of jobs that waited far too long: `queued` since before `older_than`, or
     /// `failed` with a retry overdue by `older_than`. Their push was probably lost.
-    pub async fn stuck(&self, older_than: Duration, limit: u64) -> Result<Vec<Envelope>, DbErr> {
-        let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+    ///
+    /// Also jobs `running` since before `running_longer_than`: an attempt is bounded by
+    /// its timeout, so such a job's outcome was never recorded and nothing is left to
+    /// run it (its worker could neither record nor push it again).
+    pub async fn stuck(
+        &self,
+        older_than: Duration,
+        running_longer_than: Duration,
+        limit: u64,
+    ) -> Result<Vec<Envelope>, DbErr> {
+        let now = Utc::now();
+        let cutoff = now - chrono::Duration::from_std(older_than).unwrap_or_default();
         let queued = sea_orm::Condition::all()
             .add(job::Column::Status.eq(JobStatus::Queued.as_str()))
             .add(job::Column::CreatedAt.lt(cutoff));
         let overdue = sea_orm::Condition::all()
             .add(job::Column::Status.eq(JobStatus::Failed.as_str()))
             .add(job::Column::RunAt.lt(cutoff));
+        let abandoned = sea_orm::Condition::all()
+            .add(job::Column::Status.eq(JobStatus::Running.as_str()))
+            .add(
+                job::Column::StartedAt
+                    .lt(now - chrono::Duration::from_std(running_longer_than).unwrap_or_default()),
+            );
         let records = job::Entity::find()
-            .filter(sea_orm::Condition::any().add(queued).add(overdue))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(queued)
+                    .add(overdue)
+                    .add(abandoned),
+            )
             .order_by_asc(job::Column::Id)
             .limit(limit)
             .all(&self.db)

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use jobs::kind::all_queues;
+use jobs::queue::Pushed;
 use jobs::{JobStore, Queue};
 
 use crate::config::SchedulerConfig;
@@ -34,7 +35,12 @@ pub async fn once(store: &JobStore, queue: &Queue, config: &SchedulerConfig) {
             Err(err) => tracing::warn!(%err, queue = logical, "vacuum failed"),
         }
     }
-    let stuck = match store.stuck(config.stuck_after(), 1_000).await {
+    // An attempt ends within its timeout, and its outcome is written right after.
+    let running_longer_than = queue.delivery().timeout() + config.stuck_after();
+    let stuck = match store
+        .stuck(config.stuck_after(), running_longer_than, 1_000)
+        .await
+    {
         Ok(stuck) => stuck,
         Err(err) => {
             tracing::warn!(%err, "stuck-job sweep failed");
@@ -42,9 +48,16 @@ pub async fn once(store: &JobStore, queue: &Queue, config: &SchedulerConfig) {
         }
     };
     for envelope in stuck {
-        tracing::warn!(job = %envelope.job_id, "pushing the task of a stuck job again");
-        if let Err(err) = queue.push(&envelope, std::time::Duration::ZERO).await {
-            tracing::warn!(%err, job = %envelope.job_id, "could not push a stuck job");
+        match queue.push(&envelope, std::time::Duration::ZERO).await {
+            Ok(Pushed::Queued) => {
+                tracing::warn!(job = %envelope.job_id, "pushed the task of a stuck job again");
+            }
+            // Still waiting on the queue (a deep backlog) or held by a worker whose
+            // tasks apalis hands back when it is declared dead.
+            Ok(Pushed::AlreadyQueued) => {
+                tracing::debug!(job = %envelope.job_id, "stuck job's task is still queued");
+            }
+            Err(err) => tracing::warn!(%err, job = %envelope.job_id, "could not push a stuck job"),
         }
     }
 }

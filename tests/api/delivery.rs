@@ -8,11 +8,12 @@ use conveyor::{Config, Role};
 use futures::StreamExt;
 use jobs::JobKind;
 use jobs::envelope::Envelope;
+use jobs::queue::Pushed;
 use jobs::store::{Created, NewJob, Start};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 
-use crate::helpers::{Stack, TestApp, spawn_with, test_config};
+use crate::helpers::{Stack, TestApp, spawn_app, spawn_with, test_config};
 use crate::on_both_stacks;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -149,15 +150,104 @@ async fn pushing_the_same_task_twice_on_redis_queues_it_once() {
     let (config, dir) = test_config(Stack::Production).await;
     let app = spawn_with(config, dir, Role::Api).await;
     let envelope = new_noop(&app, json!({})).await;
-    for _ in 0..2 {
-        app.backends
-            .queue
-            .push(&envelope, Duration::ZERO)
-            .await
-            .expect("push");
-    }
-    assert_eq!(app.backends.queue.depth("default").await.expect("depth"), 1);
+    let queue = &app.backends.queue;
+    let first = queue.push(&envelope, Duration::ZERO).await.expect("push");
+    let second = queue.push(&envelope, Duration::ZERO).await.expect("push");
+    assert_eq!((first, second), (Pushed::Queued, Pushed::AlreadyQueued));
+    assert_eq!(queue.depth("default").await.expect("depth"), 1);
+    // A redelivery goes out under a delivery id of its own: it is never refused.
+    queue
+        .push_again(&envelope, Duration::ZERO)
+        .await
+        .expect("push again");
+    assert_eq!(queue.depth("default").await.expect("depth"), 2);
 }
+
+/// The outcome of an attempt cannot be written (the database failed at that moment):
+/// the worker pushes the task again, and the next delivery finishes the job. Found by
+/// `bench/faults.sh` during a Postgres restart, when the push was refused as a
+/// duplicate of the delivery still in flight and the job stayed `running` for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outcome_the_database_refused_is_delivered_again() {
+    let (config, dir) = test_config(Stack::Production).await;
+    let app = spawn_with(config, dir, Role::All).await;
+    let db = app.backends.store.db().clone();
+    // Sequences are not transactional: the first success is refused, later ones pass.
+    db.execute_unprepared(
+        "CREATE SEQUENCE injected_failures; \
+         CREATE FUNCTION refuse_first_success() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF NEW.status = 'succeeded' AND nextval('injected_failures') = 1 THEN \
+             RAISE EXCEPTION 'injected: the outcome cannot be written'; \
+           END IF; \
+           RETURN NEW; \
+         END $$; \
+         CREATE TRIGGER refuse_first_success BEFORE UPDATE ON job_records \
+           FOR EACH ROW EXECUTE FUNCTION refuse_first_success();",
+    )
+    .await
+    .expect("fault trigger");
+    let id = app.enqueue_noop(json!({})).await;
+    let job = app.wait_for_status(&id, "succeeded", WITHIN).await;
+    assert_eq!(
+        job["attempts"], 2,
+        "refused once, then delivered again: {job}"
+    );
+    let fired = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT last_value FROM injected_failures",
+        ))
+        .await
+        .expect("read the sequence")
+        .expect("one row")
+        .try_get::<i64>("", "last_value")
+        .expect("last_value");
+    assert_eq!(fired, 2, "the fault was injected once and the retry passed");
+}
+
+/// A job left `running` with nothing to run it (its worker could neither record the
+/// outcome nor push the task again) is pushed again by the scheduler's sweep once it
+/// has been running for longer than an attempt can take; a job running for a short
+/// while is left alone.
+async fn the_sweep_pushes_a_job_abandoned_while_running(stack: Stack) {
+    // The whole system, so its scheduler sweeps (every second in tests) and its
+    // workers run what the sweep pushes.
+    let app = spawn_app(stack).await;
+    let store = &app.backends.store;
+    let abandoned = new_noop(&app, json!({})).await;
+    let recent = new_noop(&app, json!({})).await;
+    for envelope in [&abandoned, &recent] {
+        let started = store.start_attempt(envelope, "a-worker-that-is-gone").await;
+        assert!(matches!(started.expect("start"), Start::Run(_)));
+    }
+    // Longer ago than the attempt timeout (10 s) plus STUCK_AFTER_SECS (900 s).
+    let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let db = store.db();
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Sqlite => "UPDATE job_records SET started_at = ? WHERE id = ?",
+        _ => "UPDATE job_records SET started_at = $1 WHERE id = $2",
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [long_ago.into(), abandoned.job_id.clone().into()],
+    ))
+    .await
+    .expect("backdate the attempt");
+
+    let job = app
+        .wait_for_status(&abandoned.job_id, "succeeded", WITHIN)
+        .await;
+    assert_eq!(job["attempts"], 2, "run again after the sweep: {job}");
+    let left = app.job(&recent.job_id).await;
+    assert_eq!(
+        left["status"], "running",
+        "a recent attempt is not swept: {left}"
+    );
+}
+on_both_stacks!(the_sweep_pushes_a_job_abandoned_while_running);
 
 /// The environment a child `conveyor` process needs to join `config`'s system.
 fn child_env(config: &Config) -> Vec<(&'static str, String)> {
@@ -188,7 +278,9 @@ fn spawn_worker_process(config: &Config) -> Child {
         .env_clear()
         .envs(child_env(config))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        // Its log (warnings only) goes to the test's output: it is what explains a
+        // failure, since the test sees only the records and the exit status.
+        .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn conveyor worker")
@@ -268,6 +360,66 @@ async fn sigterm_lets_in_flight_jobs_finish_and_exits_0(stack: Stack) {
     assert_eq!(job["attempts"], 1);
 }
 on_both_stacks!(sigterm_lets_in_flight_jobs_finish_and_exits_0);
+
+/// The pid in a worker name (`host-pid-sequence-queue`; the host may hold dashes).
+fn pid_of(worker: &str) -> u32 {
+    let mut parts = worker.rsplitn(4, '-');
+    let (_queue, _sequence) = (parts.next(), parts.next());
+    parts
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in worker name {worker}"))
+}
+
+/// A worker told to stop keeps heartbeating while its jobs finish, even when they run
+/// past the orphan window (heartbeat 1 s × 2 missed here): the other worker does not
+/// take them over, each job runs once, and the stopped worker exits 0.
+async fn a_draining_worker_keeps_its_jobs_past_the_orphan_window(stack: Stack) {
+    let (config, dir) = test_config(stack).await;
+    let app = spawn_with(config.clone(), dir, Role::Api).await;
+    let mut workers = vec![spawn_worker_process(&config), spawn_worker_process(&config)];
+    let ids = vec![
+        app.enqueue_noop(json!({ "sleep_ms": 5_000 })).await,
+        app.enqueue_noop(json!({ "sleep_ms": 5_000 })).await,
+    ];
+    let running = wait_until_running(&app, &ids).await;
+    let held_by = pid_of(app.job(&running).await["worker"].as_str().expect("worker"));
+    let index = workers
+        .iter()
+        .position(|w| w.id() == held_by)
+        .expect("the job is held by one of the two workers");
+    let mut stopping = workers.remove(index);
+    let term = Command::new("kill")
+        .args(["-TERM", &held_by.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = stopping.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no exit within the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the drain outlasted the orphan window, or this test proves nothing"
+    );
+    assert!(status.success(), "exit status {status:?}");
+    for id in &ids {
+        let job = app.wait_for_status(id, "succeeded", WITHIN).await;
+        assert_eq!(job["attempts"], 1, "ran once: {job}");
+    }
+    for mut worker in workers {
+        worker.kill().ok();
+        worker.wait().ok();
+    }
+}
+on_both_stacks!(a_draining_worker_keeps_its_jobs_past_the_orphan_window);
 
 /// apalis-redis 1.0.0 as shipped: with ~9 000 due tasks in its scheduled set, its
 /// fetch script fails. This pins the upstream defect that `jobs::queue::redis` avoids;

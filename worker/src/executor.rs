@@ -140,11 +140,17 @@ impl Executor {
 
     /// The database could not record an outcome: push the same task again after a
     /// pause, so that a later delivery finishes the job.
+    ///
+    /// This delivery is still known to the queue (it is acked once this returns), so
+    /// the task goes out under a new delivery id: a plain push would be refused as a
+    /// duplicate and the job would stay `running` with nothing left to run it. If even
+    /// that push fails, the scheduler's sweep finds the job once it has been `running`
+    /// for longer than an attempt can take.
     async fn redeliver(&self, envelope: &Envelope, error: String) -> Outcome {
         tracing::warn!(job = %envelope.job_id, %error, "recording failed; redelivering");
         let pause = self.delivery.backoff().delay(1, rand::random::<f64>());
-        if let Err(err) = self.queue.push(envelope, pause).await {
-            tracing::error!(job = %envelope.job_id, %err, "could not redeliver");
+        if let Err(err) = self.queue.push_again(envelope, pause).await {
+            tracing::error!(job = %envelope.job_id, %err, "could not redeliver; the stuck-job sweep will");
         }
         Outcome::Redelivered(error)
     }

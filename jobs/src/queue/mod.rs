@@ -41,6 +41,15 @@ pub enum QueueError {
 /// is recorded in the job record by the handler itself, so the backend always acks.
 pub type Handler = Arc<dyn Fn(Envelope) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// What a [`Queue::push`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// The task was queued.
+    Queued,
+    /// A delivery of this task was already known to the backend; nothing was queued.
+    AlreadyQueued,
+}
+
 /// Settings of one consumer loop.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -113,12 +122,48 @@ impl Queue {
     }
 
     /// Pushes a task onto its kind's queue, to run after `delay`.
-    pub async fn push(&self, envelope: &Envelope, delay: Duration) -> Result<(), QueueError> {
+    ///
+    /// On Redis the task id is the delivery's id, so pushing a task that is already
+    /// queued or in flight queues nothing ([`Pushed::AlreadyQueued`]): a sweep may push
+    /// a waiting job again without doubling it. SQLite queues every push.
+    pub async fn push(&self, envelope: &Envelope, delay: Duration) -> Result<Pushed, QueueError> {
         let physical = self.physical(envelope.queue());
         match &self.backend {
-            Backend::Redis(q) => q.push(&physical, envelope, delay).await,
+            Backend::Redis(q) => Ok(
+                if q.push(&physical, &envelope.task_id, envelope, delay)
+                    .await?
+                {
+                    Pushed::Queued
+                } else {
+                    Pushed::AlreadyQueued
+                },
+            ),
+            Backend::Sqlite(q) => q
+                .push(&physical, envelope, delay)
+                .await
+                .map(|()| Pushed::Queued),
+        }
+    }
+
+    /// Pushes a task again while its current delivery is still known to the backend
+    /// (the worker running it could not record the outcome): it goes out under a new
+    /// delivery id, so it is always queued. The job record still names the task, so
+    /// whichever delivery runs first is entitled to it.
+    pub async fn push_again(&self, envelope: &Envelope, delay: Duration) -> Result<(), QueueError> {
+        let physical = self.physical(envelope.queue());
+        match &self.backend {
+            Backend::Redis(q) => {
+                let delivery = ulid::Ulid::generate().to_string();
+                q.push(&physical, &delivery, envelope, delay).await?;
+                Ok(())
+            }
             Backend::Sqlite(q) => q.push(&physical, envelope, delay).await,
         }
+    }
+
+    /// The delivery settings this handle was made with.
+    pub fn delivery(&self) -> &DeliveryConfig {
+        &self.delivery
     }
 
     /// Answers when the backend answers.
@@ -209,6 +254,40 @@ fn validate_prefix(prefix: &str) -> Result<(), QueueError> {
         Err(QueueError::Config(format!(
             "QUEUE_PREFIX '{prefix}' must be letters, digits, '-' or '_' (':' would split apalis keys)"
         )))
+    }
+}
+
+/// Runs a consumer (`run`) and, from the moment `shutdown` completes until `run` ends,
+/// calls `beat` every `every`.
+///
+/// apalis heartbeats a worker only while it polls, and it stops polling when shutdown
+/// begins. A drain longer than the orphan window (heartbeat × missed heartbeats) would
+/// then get the stopping worker declared dead: another worker would run its in-flight
+/// tasks a second time and this one's acks would fail. `beat` keeps it alive instead;
+/// the caller's grace period still bounds the drain.
+async fn keep_alive_while_draining<B>(
+    run: BoxFuture<'static, Result<(), QueueError>>,
+    shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
+    every: Duration,
+    beat: B,
+) -> Result<(), QueueError>
+where
+    B: Fn() -> BoxFuture<'static, Result<(), QueueError>>,
+{
+    let beats = async {
+        shutdown.await;
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = beat().await {
+                tracing::warn!(%err, "heartbeat while draining failed");
+            }
+        }
+    };
+    tokio::select! {
+        result = run => result,
+        never = beats => never,
     }
 }
 

@@ -70,12 +70,15 @@ impl RedisQueue {
         Ok(RedisQueue { client, conn })
     }
 
+    /// Pushes `envelope` as the delivery `delivery_id`; false when a delivery of that
+    /// id is already known (queued, in flight, or acknowledged and not yet vacuumed).
     pub(crate) async fn push(
         &self,
         physical: &str,
+        delivery_id: &str,
         envelope: &Envelope,
         delay: Duration,
-    ) -> Result<(), QueueError> {
+    ) -> Result<bool, QueueError> {
         let keys = Keys::new(physical);
         let now = now_ms();
         let due = if delay.is_zero() {
@@ -92,12 +95,13 @@ impl RedisQueue {
             .key(keys.delayed())
             .arg(keys.wake_channel())
             .arg(now)
-            .arg(&envelope.task_id)
+            .arg(delivery_id)
             .arg(payload)
             .arg(due)
             .invoke_async::<u64>(&mut conn)
-            .await?;
-        Ok(())
+            .await
+            .map(|queued| queued == 1)
+            .map_err(QueueError::from)
     }
 
     pub(crate) async fn ping(&self) -> Result<(), QueueError> {
@@ -219,20 +223,44 @@ impl RedisQueue {
             .concurrency(consumer.concurrency.max(1))
             .parallelize(tokio::spawn)
             .build(deliver);
+        let shutdown = shutdown.shared();
         let run = worker
-            .run_until(async move {
-                shutdown.await;
-                Ok::<(), WorkerError>(())
-            })
+            .run_until(shutdown.clone().map(Ok::<(), WorkerError>))
+            .map(|result| result.map_err(|e| QueueError::Worker(e.to_string())))
             .boxed();
+        let beat = {
+            let conn = self.conn.clone();
+            let workers = keys.config.workers_set();
+            let name = consumer.worker_name.clone();
+            move || keep_alive(conn.clone(), workers.clone(), name.clone()).boxed()
+        };
+        let run = super::keep_alive_while_draining(run, shutdown, delivery.heartbeat(), beat);
         async move {
             let result = run.await;
             listener.abort();
             promoter.abort();
-            result.map_err(|e| QueueError::Worker(e.to_string()))
+            result
         }
         .boxed()
     }
+}
+
+/// Refreshes the worker's heartbeat as apalis-redis's `keep_alive.lua` does (seconds
+/// in the workers set), but only if the worker is still registered: one declared dead
+/// has had its tasks handed to others and must not come back.
+async fn keep_alive(
+    mut conn: ConnectionManager,
+    workers: String,
+    name: String,
+) -> Result<(), QueueError> {
+    redis::cmd("ZADD")
+        .arg(workers)
+        .arg("XX")
+        .arg(now_ms() / 1000)
+        .arg(name)
+        .query_async::<u64>(&mut conn)
+        .await?;
+    Ok(())
 }
 
 /// Turns pushes announced on the wake channel into worker wake-ups, reconnecting

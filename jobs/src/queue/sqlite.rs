@@ -155,12 +155,29 @@ impl SqliteQueue {
             .concurrency(consumer.concurrency.max(1))
             .parallelize(tokio::spawn)
             .build(deliver);
-        worker
-            .run_until(async move {
-                shutdown.await;
-                Ok::<(), WorkerError>(())
-            })
+        let shutdown = shutdown.shared();
+        let run = worker
+            .run_until(shutdown.clone().map(Ok::<(), WorkerError>))
             .map(|result| result.map_err(|e| QueueError::Worker(e.to_string())))
-            .boxed()
+            .boxed();
+        let beat = {
+            let pool = self.pool.clone();
+            let name = consumer.worker_name.clone();
+            let queue = physical.to_owned();
+            move || keep_alive(pool.clone(), name.clone(), queue.clone()).boxed()
+        };
+        super::keep_alive_while_draining(run, shutdown, delivery.heartbeat(), beat).boxed()
     }
+}
+
+/// Refreshes the worker's heartbeat as apalis-sqlite's `keep_alive.sql` does.
+async fn keep_alive(pool: SqlitePool, name: String, queue: String) -> Result<(), QueueError> {
+    sqlx::query(
+        "UPDATE Workers SET last_seen = strftime('%s', 'now') WHERE id = ?1 AND worker_type = ?2",
+    )
+    .bind(name)
+    .bind(queue)
+    .execute(&pool)
+    .await?;
+    Ok(())
 }
