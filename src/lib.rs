@@ -137,6 +137,10 @@ pub async fn run(
             reports: config.reports.clone(),
             ads: config.ads.clone(),
             rates: config.rates.clone(),
+            housekeeping: api::schedules::HousekeepingSettings {
+                interval: config.scheduler.housekeeping_interval(),
+                stuck_after: config.scheduler.stuck_after(),
+            },
         };
         let stop = shutdown.clone();
         tasks.spawn(async move {

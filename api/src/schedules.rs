@@ -1,7 +1,9 @@
-//! `/schedules`: the timetables the scheduler runs, each with its next tick and the
-//! newest job it made, read from the settings and the job records (nothing of its own).
+//! `/schedules`: what the scheduler runs on a timetable, read from the settings and the
+//! job records (nothing of its own): the rates timetable with its next tick and the
+//! newest job it made, and housekeeping with its interval.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jobs::JobKind;
@@ -20,24 +22,67 @@ enum ScheduleTags {
     Schedules,
 }
 
-/// One timetable of the scheduler.
+/// Name of the housekeeping entry; it is no job kind, since housekeeping makes no jobs.
+const HOUSEKEEPING: &str = "housekeeping";
+
+/// One timetable of the scheduler: a cron timetable (`rates.ingest`) or an interval
+/// one (`housekeeping`). Fields that do not apply to an entry are absent, never null.
 #[derive(Debug, Clone, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct ScheduleView {
-    /// The job kind each tick enqueues, e.g. `rates.ingest`.
+    /// The job kind each tick enqueues (`rates.ingest`), or `housekeeping`: the queue
+    /// vacuum and stuck-job sweep, which enqueues no job of its own.
     pub name: String,
-    /// Cron expression with a seconds field, as configured (`off` when disabled).
-    pub cron: String,
-    /// IANA time zone the expression is read in.
-    pub timezone: String,
-    /// Whether the scheduler runs this timetable.
+    /// Cron expression with a seconds field, as configured (`off` when disabled);
+    /// absent for an interval timetable.
+    pub cron: Option<String>,
+    /// IANA time zone the expression is read in; absent for an interval timetable.
+    pub timezone: Option<String>,
+    /// Seconds between two runs of an interval timetable (`HOUSEKEEPING_INTERVAL_SECS`,
+    /// at least 1), counted from the scheduler's start; absent for a cron timetable.
+    pub interval_secs: Option<u64>,
+    /// Housekeeping only: a job waiting this long past its due time, or running this
+    /// long past the attempt timeout, has its task pushed again (`STUCK_AFTER_SECS`).
+    pub stuck_after_secs: Option<u64>,
+    /// Whether the scheduler runs this timetable (housekeeping always runs).
     pub enabled: bool,
-    /// The next tick after now; null when disabled or the expression is malformed.
+    /// The next tick after now; absent when disabled, when the expression is
+    /// malformed, and for an interval timetable (its runs count from the scheduler
+    /// process's start, which the api does not know).
     pub next_run: Option<DateTime<Utc>>,
-    /// Why `next_run` is null although the timetable is enabled.
+    /// Why `next_run` is absent although a cron timetable is enabled.
     pub problem: Option<String>,
-    /// The newest job of this kind (made by a tick, the start-up backfill or by hand).
+    /// The newest job of this kind (made by a tick, the start-up backfill or by hand);
+    /// absent before the first, and always for housekeeping, whose runs are recorded
+    /// only in the scheduler's log.
     pub last_run: Option<LastRun>,
+}
+
+/// The scheduler's housekeeping settings, as this process reads them
+/// (`HOUSEKEEPING_INTERVAL_SECS`, `STUCK_AFTER_SECS`): the api does not depend on the
+/// scheduler crate, so `conveyor` copies them out of `SchedulerConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HousekeepingSettings {
+    /// Time between two rounds, as the scheduler runs it.
+    pub interval: Duration,
+    /// Age after which a waiting job is considered stuck.
+    pub stuck_after: Duration,
+}
+
+impl From<HousekeepingSettings> for ScheduleView {
+    fn from(settings: HousekeepingSettings) -> Self {
+        ScheduleView {
+            name: HOUSEKEEPING.to_owned(),
+            cron: None,
+            timezone: None,
+            interval_secs: Some(settings.interval.as_secs()),
+            stuck_after_secs: Some(settings.stuck_after.as_secs()),
+            enabled: true,
+            next_run: None,
+            problem: None,
+            last_run: None,
+        }
+    }
 }
 
 /// The newest job a timetable's kind has.
@@ -149,8 +194,10 @@ impl SchedulesApi {
         };
         Ok(ScheduleView {
             name: kind.to_owned(),
-            cron: rates.cron.clone(),
-            timezone: rates.tz.name().to_owned(),
+            cron: Some(rates.cron.clone()),
+            timezone: Some(rates.tz.name().to_owned()),
+            interval_secs: None,
+            stuck_after_secs: None,
             enabled: rates.timetable_enabled(),
             next_run,
             problem,
@@ -161,12 +208,17 @@ impl SchedulesApi {
 
 #[OpenApi(tag = "ScheduleTags::Schedules")]
 impl SchedulesApi {
-    /// Every timetable: its cron expression and time zone, the next tick, and the
-    /// newest job of its kind with its outcome.
+    /// Every timetable: `rates.ingest` with its cron expression and time zone, the
+    /// next tick and the newest job of its kind with its outcome; then `housekeeping`
+    /// with its interval and stuck-job threshold (no next or last run: the api cannot
+    /// know them).
     #[oai(path = "/schedules", method = "get")]
     async fn schedules(&self) -> SchedulesAnswer {
         match self.rates(Utc::now()).await {
-            Ok(rates) => SchedulesAnswer::Ok(Json(vec![rates])),
+            Ok(rates) => SchedulesAnswer::Ok(Json(vec![
+                rates,
+                ScheduleView::from(self.state.housekeeping),
+            ])),
             Err(err) => SchedulesAnswer::Unavailable(Json(ErrorBody::new(
                 "unavailable",
                 format!("database unavailable: {err}"),
@@ -212,6 +264,24 @@ mod tests {
         };
         let err = next_tick(&bad, Utc::now()).expect_err("not cron");
         assert!(err.contains("RATES_CRON 'every day at nine'"), "{err}");
+    }
+
+    #[test]
+    fn housekeeping_shows_its_settings_and_no_cron_fields_or_runs() {
+        let view = ScheduleView::from(HousekeepingSettings {
+            interval: Duration::from_secs(45),
+            stuck_after: Duration::from_secs(600),
+        });
+        let json = poem_openapi::types::ToJSON::to_json(&view).expect("an object");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "name": "housekeeping",
+                "interval_secs": 45,
+                "stuck_after_secs": 600,
+                "enabled": true,
+            })
+        );
     }
 
     #[test]

@@ -30,4 +30,6 @@ pub struct AppState {
     pub ads: jobs::ads::AdsConfig,
     /// Time zone and look-back of the rates routes.
     pub rates: jobs::rates::RatesConfig,
+    /// The scheduler's housekeeping settings, shown by `/schedules`.
+    pub housekeeping: crate::schedules::HousekeepingSettings,
 }

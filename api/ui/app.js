@@ -574,21 +574,28 @@
     showError("schedules-error", "");
     const rows = answer.data.map((s) => {
       const last = s.last_run;
+      // Housekeeping runs on an interval from the scheduler's start: the api knows
+      // neither its next nor its last run.
+      const interval = s.interval_secs !== undefined;
       const next = !s.enabled
         ? badge("off")
         : s.next_run
           ? [time(s.next_run), h("div", { className: "muted" }, relative(s.next_run))]
-          : h("span", { className: "message error" }, s.problem || "no further tick");
+          : interval
+            ? h("span", { className: "muted" }, `every ${span(s.interval_secs * 1000)}`)
+            : h("span", { className: "message error" }, s.problem || "no further tick");
       return h("tr", { "data-schedule": s.name },
         h("td", {}, h("b", {}, s.name),
-          h("div", { className: "muted" }, h("code", {}, s.cron), ` · ${s.timezone}`)),
+          h("div", { className: "muted" }, interval
+            ? `every ${span(s.interval_secs * 1000)} · stuck after ${span(s.stuck_after_secs * 1000)}`
+            : [h("code", {}, s.cron), ` · ${s.timezone}`])),
         h("td", {}, next),
         h("td", { className: "wrap" }, last
           ? [badge(last.status), " ",
             h("a", { href: "#jobs", className: "mono", onclick: () => select(last.job_id) }, shortId(last.job_id)),
             h("div", { className: "muted" }, `${time(last.created_at)} · ${last.reason || "?"}`),
             last.error ? h("div", { className: "message error" }, last.error) : null]
-          : h("span", { className: "muted" }, "never")));
+          : h("span", { className: "muted" }, interval ? "not recorded" : "never")));
     });
     $("schedules-body").replaceChildren(
       ...(rows.length ? rows : [h("tr", { className: "empty" }, h("td", { colspan: 3 }, "No timetables."))]),

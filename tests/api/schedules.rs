@@ -1,5 +1,6 @@
 //! `/schedules`: the rates timetable with its next tick in `RATES_TZ` and the newest
-//! `rates.ingest` job as its last run, read from the settings and the job records.
+//! `rates.ingest` job as its last run, read from the settings and the job records;
+//! then housekeeping with its interval and stuck-job threshold.
 
 use std::time::Duration;
 
@@ -21,14 +22,31 @@ async fn app_with(stack: Stack, rates: RatesConfig, role: Role) -> TestApp {
     spawn_with(config, resources, role).await
 }
 
-/// The one entry of `GET /schedules`, which must be the rates timetable.
-async fn rates_entry(app: &TestApp) -> Value {
+/// The fields the rates entry had before housekeeping was listed: it keeps exactly
+/// these (a client written then sees nothing new in it).
+const RATES_FIELDS: [&str; 7] = [
+    "name", "cron", "timezone", "enabled", "next_run", "problem", "last_run",
+];
+
+/// The entries of `GET /schedules`: rates, then housekeeping.
+async fn entries(app: &TestApp) -> (Value, Value) {
     let (status, body) = app.get("/schedules").await;
     assert_eq!(status, 200, "{body}");
     let list = body.as_array().expect("an array of timetables");
-    assert_eq!(list.len(), 1, "{body}");
-    assert_eq!(list[0]["name"], "rates.ingest", "{body}");
-    list[0].clone()
+    let names: Vec<&Value> = list.iter().map(|entry| &entry["name"]).collect();
+    assert_eq!(names, ["rates.ingest", "housekeeping"], "{body}");
+    (list[0].clone(), list[1].clone())
+}
+
+/// The rates entry of `GET /schedules`, with no field it did not have before.
+async fn rates_entry(app: &TestApp) -> Value {
+    let (rates, _) = entries(app).await;
+    let fields = rates.as_object().expect("an object");
+    assert!(
+        fields.keys().all(|k| RATES_FIELDS.contains(&k.as_str())),
+        "{rates}"
+    );
+    rates
 }
 
 /// `POST /rates/refresh` for today; the new job's id.
@@ -188,6 +206,49 @@ async fn schedules_answer_503_when_the_database_is_unavailable(stack: Stack) {
 }
 on_both_stacks!(schedules_answer_503_when_the_database_is_unavailable);
 
+async fn housekeeping_shows_its_interval_and_threshold_and_no_runs_it_cannot_know(stack: Stack) {
+    let (mut config, resources) = test_config(stack).await;
+    config.scheduler = scheduler::SchedulerConfig {
+        housekeeping_interval_secs: 7,
+        stuck_after_secs: 120,
+    };
+    // The api alone: the settings come from its own configuration.
+    let app = spawn_with(config, resources, Role::Api).await;
+    let (_, housekeeping) = entries(&app).await;
+    assert_eq!(
+        housekeeping,
+        serde_json::json!({
+            "name": "housekeeping",
+            "interval_secs": 7,
+            "stuck_after_secs": 120,
+            "enabled": true,
+        }),
+        "no cron, time zone, next or last run, not even as null"
+    );
+}
+on_both_stacks!(housekeeping_shows_its_interval_and_threshold_and_no_runs_it_cannot_know);
+
+async fn housekeeping_reports_the_interval_the_scheduler_runs_and_no_last_run(stack: Stack) {
+    let (mut config, resources) = test_config(stack).await;
+    // 0 runs every second (the scheduler's floor); that is what is reported.
+    let settings = scheduler::SchedulerConfig {
+        housekeeping_interval_secs: 0,
+        stuck_after_secs: 900,
+    };
+    config.scheduler = settings.clone();
+    let app = spawn_with(config, resources, Role::Api).await;
+    // A round of housekeeping records nothing the api could read: still no last run.
+    scheduler::housekeeping::once(&app.backends.store, &app.backends.queue, &settings).await;
+    let (_, housekeeping) = entries(&app).await;
+    assert_eq!(housekeeping["interval_secs"], 1, "{housekeeping}");
+    assert_eq!(housekeeping["stuck_after_secs"], 900, "{housekeeping}");
+    let fields = housekeeping.as_object().expect("an object");
+    for absent in ["last_run", "next_run", "cron", "timezone", "problem"] {
+        assert!(!fields.contains_key(absent), "{absent}: {housekeeping}");
+    }
+}
+on_both_stacks!(housekeeping_reports_the_interval_the_scheduler_runs_and_no_last_run);
+
 async fn the_openapi_document_lists_schedules_with_its_answers(stack: Stack) {
     let app = app_with(stack, RatesConfig::default(), Role::Api).await;
     let (status, doc) = app.get("/openapi.json").await;
@@ -197,5 +258,16 @@ async fn the_openapi_document_lists_schedules_with_its_answers(stack: Stack) {
         .expect("GET /schedules is documented");
     let codes: Vec<&str> = responses.keys().map(String::as_str).collect();
     assert_eq!(codes, ["200", "503"]);
+    // Only what every entry has is required; the rest is optional, and absent when
+    // it does not apply.
+    let view = &doc["components"]["schemas"]["ScheduleView"];
+    assert_eq!(
+        view["required"],
+        serde_json::json!(["name", "enabled"]),
+        "{view}"
+    );
+    for field in ["cron", "timezone", "interval_secs", "stuck_after_secs"] {
+        assert!(view["properties"].get(field).is_some(), "{field}: {view}");
+    }
 }
 on_both_stacks!(the_openapi_document_lists_schedules_with_its_answers);
