@@ -105,6 +105,14 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
                 }
                 Err(err) => {
                     let message = err.to_string();
+                    let mut answers = answers;
+                    if unreachable(&err) {
+                        // Requests queued behind this flush would wait a whole acquire
+                        // timeout more for the same answer (the api would hang past its
+                        // timeout while the database is down): they get it now. None of
+                        // them was written, so failing them is safe.
+                        answers.extend(self.lock().drain(..).map(|(_, answer)| answer));
+                    }
                     for answer in answers {
                         let _ = answer.send(Err(DbErr::Custom(message.clone())));
                     }
@@ -117,6 +125,23 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
         if !self.lock().is_empty() {
             self.start_flusher();
         }
+    }
+}
+
+/// The database could not be reached (no connection, connection lost), as opposed to
+/// refusing this batch's rows.
+fn unreachable(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(
+                **e,
+                Error::Io(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed
+            )
+        }
+        _ => false,
     }
 }
 
@@ -205,6 +230,58 @@ mod tests {
             let err = result.unwrap_err().to_string();
             assert!(err.contains("connection refused"), "{err}");
         }
+    }
+
+    /// One flusher whose flushes take 100 ms and fail with `error()`; returns the
+    /// answers of three callers (the second and third queued behind the first flush)
+    /// and the number of flushes.
+    async fn three_callers_behind_a_failing_flush(error: fn() -> DbErr) -> (Vec<String>, usize) {
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let flush: Flush<u32, u32> = {
+            let flushes = flushes.clone();
+            Arc::new(move |_requests: Vec<u32>| {
+                flushes.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(error())
+                })
+            })
+        };
+        let batcher = Batcher::new(8, 1, flush);
+        let first = batcher.run(1);
+        let later = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::join!(batcher.run(2), batcher.run(3))
+        };
+        let (a, (b, c)) = tokio::join!(first, later);
+        let answers = [a, b, c]
+            .into_iter()
+            .map(|r| r.unwrap_err().to_string())
+            .collect();
+        (answers, flushes.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn callers_queued_behind_a_flush_that_found_no_database_fail_with_it() {
+        let (answers, flushes) = three_callers_behind_a_failing_flush(|| {
+            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout)
+        })
+        .await;
+        assert_eq!(
+            flushes, 1,
+            "the queued callers were not tried again: {answers:?}"
+        );
+        assert!(
+            answers.iter().all(|a| a.contains("timed out")),
+            "{answers:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn callers_queued_behind_a_flush_whose_rows_were_refused_are_flushed_on_their_own() {
+        let (answers, flushes) =
+            three_callers_behind_a_failing_flush(|| DbErr::Custom("row refused".into())).await;
+        assert_eq!(flushes, 2, "{answers:?}");
     }
 
     #[tokio::test]
