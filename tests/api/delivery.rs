@@ -18,6 +18,11 @@ use crate::on_both_stacks;
 
 const WITHIN: Duration = Duration::from_secs(30);
 
+/// Taken by the tests that run worker processes and time their drain, one at a time:
+/// on 2 cores, several of them at once (each with its own SQLite or Postgres writers)
+/// slowed each other's outcome writes past the shutdown grace.
+static WORKER_PROCESSES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn new_noop(app: &TestApp, args: serde_json::Value) -> Envelope {
     let created = app
         .backends
@@ -300,6 +305,7 @@ async fn wait_until_running(app: &TestApp, ids: &[String]) -> String {
 }
 
 async fn a_worker_killed_mid_job_loses_nothing(stack: Stack) {
+    let _one_at_a_time = WORKER_PROCESSES.lock().await;
     let (config, dir) = test_config(stack).await;
     // The api (and scheduler) here; the workers are real processes.
     let app = spawn_with(config.clone(), dir, Role::Api).await;
@@ -330,6 +336,7 @@ async fn a_worker_killed_mid_job_loses_nothing(stack: Stack) {
 on_both_stacks!(a_worker_killed_mid_job_loses_nothing);
 
 async fn sigterm_lets_in_flight_jobs_finish_and_exits_0(stack: Stack) {
+    let _one_at_a_time = WORKER_PROCESSES.lock().await;
     let (config, dir) = test_config(stack).await;
     let app = spawn_with(config.clone(), dir, Role::Api).await;
     let ids = vec![
@@ -375,6 +382,7 @@ fn pid_of(worker: &str) -> u32 {
 /// past the orphan window (heartbeat 1 s × 2 missed here): the other worker does not
 /// take them over, each job runs once, and the stopped worker exits 0.
 async fn a_draining_worker_keeps_its_jobs_past_the_orphan_window(stack: Stack) {
+    let _one_at_a_time = WORKER_PROCESSES.lock().await;
     let (config, dir) = test_config(stack).await;
     let app = spawn_with(config.clone(), dir, Role::Api).await;
     let mut workers = vec![spawn_worker_process(&config), spawn_worker_process(&config)];
