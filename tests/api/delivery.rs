@@ -277,8 +277,34 @@ fn child_env(config: &Config) -> Vec<(&'static str, String)> {
     env
 }
 
-fn spawn_worker_process(config: &Config) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_conveyor"))
+/// A `conveyor worker` child process, killed when dropped: a failing test must not
+/// leave workers behind to load the machine for the tests after it.
+struct WorkerProcess(Child);
+
+impl std::ops::Deref for WorkerProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for WorkerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
+}
+
+fn spawn_worker_process(config: &Config) -> WorkerProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_conveyor"))
         .arg("worker")
         .env_clear()
         .envs(child_env(config))
@@ -288,7 +314,8 @@ fn spawn_worker_process(config: &Config) -> Child {
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("spawn conveyor worker")
+        .expect("spawn conveyor worker");
+    WorkerProcess(child)
 }
 
 async fn wait_until_running(app: &TestApp, ids: &[String]) -> String {
@@ -422,10 +449,7 @@ async fn a_draining_worker_keeps_its_jobs_past_the_orphan_window(stack: Stack) {
         let job = app.wait_for_status(id, "succeeded", WITHIN).await;
         assert_eq!(job["attempts"], 1, "ran once: {job}");
     }
-    for mut worker in workers {
-        worker.kill().ok();
-        worker.wait().ok();
-    }
+    drop(workers);
 }
 on_both_stacks!(a_draining_worker_keeps_its_jobs_past_the_orphan_window);
 
