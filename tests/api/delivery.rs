@@ -294,6 +294,29 @@ impl std::ops::DerefMut for WorkerProcess {
     }
 }
 
+impl WorkerProcess {
+    /// Sends SIGTERM and waits for the exit, which must come within the grace (10 s)
+    /// and a margin; returns the exit status and how long it took.
+    async fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let term = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(term.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "no exit within the grace"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
@@ -372,22 +395,7 @@ async fn sigterm_lets_in_flight_jobs_finish_and_exits_0(stack: Stack) {
     ];
     let mut child = spawn_worker_process(&config);
     let running = wait_until_running(&app, &ids).await;
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(term.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no exit within the grace"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (status, _) = child.terminate().await;
     assert!(status.success(), "exit status {status:?}");
     let job = app.job(&running).await;
     assert_eq!(job["status"], "succeeded", "in-flight work finished: {job}");
@@ -424,24 +432,9 @@ async fn a_draining_worker_keeps_its_jobs_past_the_orphan_window(stack: Stack) {
         .position(|w| w.id() == held_by)
         .expect("the job is held by one of the two workers");
     let mut stopping = workers.remove(index);
-    let term = Command::new("kill")
-        .args(["-TERM", &held_by.to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(term.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = stopping.try_wait().expect("try_wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no exit within the grace"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (status, took) = stopping.terminate().await;
     assert!(
-        started.elapsed() > Duration::from_secs(2),
+        took > Duration::from_secs(2),
         "the drain outlasted the orphan window, or this test proves nothing"
     );
     assert!(status.success(), "exit status {status:?}");
