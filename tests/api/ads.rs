@@ -261,23 +261,7 @@ async fn concurrent_requests_are_counted_exactly(stack: Stack) {
     let server = vast_server(ResponseTemplate::new(200).set_body_string(VAST)).await;
     let app = app_for(stack, &server, 2_000).await;
     // A second, independent worker pool on the same backends: two workers.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let second = {
-        let executor = worker::executor::Executor::new(
-            app.backends.store.clone(),
-            app.backends.queue.clone(),
-            jobs::config::DeliveryConfig::default(),
-            worker::handlers::Context::default(),
-        );
-        tokio::spawn(worker::run(
-            app.backends.queue.clone(),
-            executor,
-            worker::WorkerConfig::default(),
-            async move {
-                let _ = stopped.await;
-            },
-        ))
-    };
+    let second = app.spawn_pool(worker::WorkerConfig::default());
     const N: usize = 2_000;
     let requests = (0..N).map(|i| {
         let client = crate::helpers::http_client();
@@ -311,11 +295,7 @@ async fn concurrent_requests_are_counted_exactly(stack: Stack) {
     assert_eq!(user["user0"]["ad_requests"], 0, "{user}");
     let (_, user) = app.get("/statistics?username=user1").await;
     assert_eq!(user["user1"]["ad_requests"], N / 20, "{user}");
-    let _ = stop.send(());
-    second
-        .await
-        .expect("join")
-        .expect("second pool stops cleanly");
+    second.stop().await.expect("second pool stops cleanly");
 }
 on_both_stacks!(concurrent_requests_are_counted_exactly);
 

@@ -444,30 +444,33 @@ async fn a_draining_worker_keeps_its_jobs_past_the_orphan_window(stack: Stack) {
     }
     drop(workers);
 }
-mod a_draining_worker_keeps_its_jobs_past_the_orphan_window {
-    /// KNOWN DEFECT (#10), not a passing case: on SQLite about 1 run in 3 the
-    /// draining worker's outcome write does not complete within the 10 s grace
-    /// ("shutdown grace elapsed"), so the job runs a second time elsewhere. Suspected,
-    /// not proven: an apalis-sqlite fetch or heartbeat transaction left unpolled
-    /// (holding the write lock) once shutdown stops the poll loop. Run it with
-    /// `--ignored`; un-ignore it with the fix.
-    #[ignore = "known defect on SQLite (#10): outcome write not done within the grace, ~1 run in 3"]
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn embedded() {
-        super::a_draining_worker_keeps_its_jobs_past_the_orphan_window(
-            crate::helpers::Stack::Embedded,
-        )
-        .await;
-    }
+on_both_stacks!(a_draining_worker_keeps_its_jobs_past_the_orphan_window);
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn production() {
-        super::a_draining_worker_keeps_its_jobs_past_the_orphan_window(
-            crate::helpers::Stack::Production,
-        )
-        .await;
+/// A worker busy with jobs longer than the orphan window (heartbeat 1 s × 2 missed
+/// here), with more of them fetched and waiting behind, still heartbeats: apalis beats
+/// only from its poll loop, which waits while the worker is full. The other worker
+/// must not take its jobs over: each runs once, and both pools stop cleanly.
+async fn a_busy_worker_is_not_declared_dead(stack: Stack) {
+    let (config, dir) = test_config(stack).await;
+    let app = spawn_with(config, dir, Role::Api).await;
+    let one_at_a_time = worker::WorkerConfig {
+        concurrency: 1,
+        ..worker::WorkerConfig::default()
+    };
+    let first = app.spawn_pool(one_at_a_time.clone());
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(app.enqueue_noop(json!({ "sleep_ms": 4_000 })).await);
     }
+    let second = app.spawn_pool(one_at_a_time);
+    for id in &ids {
+        let job = app.wait_for_status(id, "succeeded", WITHIN).await;
+        assert_eq!(job["attempts"], 1, "ran once: {job}");
+    }
+    first.stop().await.expect("the busy pool stops cleanly");
+    second.stop().await.expect("the other pool stops cleanly");
 }
+on_both_stacks!(a_busy_worker_is_not_declared_dead);
 
 /// apalis-redis 1.0.0 as shipped: with ~9 000 due tasks in its scheduled set, its
 /// fetch script fails. This pins the upstream defect that `jobs::queue::redis` avoids;

@@ -246,7 +246,41 @@ pub(crate) async fn spawn_with(config: Config, resources: Resources, role: Role)
     }
 }
 
+/// A worker pool running in this test's process over an app's backends.
+pub(crate) struct Pool {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<Result<(), jobs::queue::QueueError>>,
+}
+
+impl Pool {
+    /// Stops the pool and returns how it ended.
+    pub(crate) async fn stop(self) -> Result<(), jobs::queue::QueueError> {
+        let _ = self.stop.send(());
+        self.handle.await.expect("join the pool")
+    }
+}
+
 impl TestApp {
+    /// Starts another worker pool (all queues) on this app's backends.
+    pub(crate) fn spawn_pool(&self, config: worker::WorkerConfig) -> Pool {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let executor = worker::executor::Executor::new(
+            self.backends.store.clone(),
+            self.backends.queue.clone(),
+            self.backends.queue.delivery().clone(),
+            worker::handlers::Context::default(),
+        );
+        let handle = tokio::spawn(worker::run(
+            self.backends.queue.clone(),
+            executor,
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Pool { stop, handle }
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -1,6 +1,7 @@
 //! [`Queue`]: the one handle producers and consumers use. It alone knows whether the
 //! queues live in Redis (apalis-redis) or in the embedded SQLite store (apalis-sqlite).
 
+mod drain;
 mod redis;
 mod sqlite;
 mod wake;
@@ -254,40 +255,6 @@ fn validate_prefix(prefix: &str) -> Result<(), QueueError> {
         Err(QueueError::Config(format!(
             "QUEUE_PREFIX '{prefix}' must be letters, digits, '-' or '_' (':' would split apalis keys)"
         )))
-    }
-}
-
-/// Runs a consumer (`run`) and, from the moment `shutdown` completes until `run` ends,
-/// calls `beat` every `every`.
-///
-/// apalis heartbeats a worker only while it polls, and it stops polling when shutdown
-/// begins. A drain longer than the orphan window (heartbeat × missed heartbeats) would
-/// then get the stopping worker declared dead: another worker would run its in-flight
-/// tasks a second time and this one's acks would fail. `beat` keeps it alive instead;
-/// the caller's grace period still bounds the drain.
-async fn keep_alive_while_draining<B>(
-    run: BoxFuture<'static, Result<(), QueueError>>,
-    shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
-    every: Duration,
-    beat: B,
-) -> Result<(), QueueError>
-where
-    B: Fn() -> BoxFuture<'static, Result<(), QueueError>>,
-{
-    let beats = async {
-        shutdown.await;
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            if let Err(err) = beat().await {
-                tracing::warn!(%err, "heartbeat while draining failed");
-            }
-        }
-    };
-    tokio::select! {
-        result = run => result,
-        never = beats => never,
     }
 }
 

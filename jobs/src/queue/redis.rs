@@ -22,6 +22,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use tokio::sync::Notify;
 
+use super::drain::{DrainGate, after_drain, keep_alive_while_running};
 use super::wake::wake_stream;
 use super::{ConsumerConfig, Handler, QueueError, deliver};
 use crate::config::DeliveryConfig;
@@ -217,15 +218,16 @@ impl RedisQueue {
             storage,
             StreamStrategy::new(wake_stream(signal, delivery.poll_interval())),
         );
+        let gate = DrainGate::default();
         let worker = WorkerBuilder::new(consumer.worker_name.as_str())
             .backend(backend)
             .data(handler)
+            .layer(gate.clone())
             .concurrency(consumer.concurrency.max(1))
             .parallelize(tokio::spawn)
             .build(deliver);
-        let shutdown = shutdown.shared();
         let run = worker
-            .run_until(shutdown.clone().map(Ok::<(), WorkerError>))
+            .run_until(after_drain(shutdown, gate).map(Ok::<(), WorkerError>))
             .map(|result| result.map_err(|e| QueueError::Worker(e.to_string())))
             .boxed();
         let beat = {
@@ -234,7 +236,7 @@ impl RedisQueue {
             let name = consumer.worker_name.clone();
             move || keep_alive(conn.clone(), workers.clone(), name.clone()).boxed()
         };
-        let run = super::keep_alive_while_draining(run, shutdown, delivery.heartbeat(), beat);
+        let run = keep_alive_while_running(run, delivery.heartbeat(), beat);
         async move {
             let result = run.await;
             listener.abort();

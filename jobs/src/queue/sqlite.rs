@@ -18,6 +18,7 @@ use futures::future::BoxFuture;
 use sea_orm::sqlx::{self, SqlitePool};
 use tokio::sync::Notify;
 
+use super::drain::{DrainGate, after_drain, keep_alive_while_running};
 use super::wake::wake_stream;
 use super::{ConsumerConfig, Handler, QueueError, deliver};
 use crate::config::DeliveryConfig;
@@ -149,15 +150,16 @@ impl SqliteQueue {
             storage,
             StreamStrategy::new(wake_stream(self.signal(physical), delivery.poll_interval())),
         );
+        let gate = DrainGate::default();
         let worker = WorkerBuilder::new(consumer.worker_name.as_str())
             .backend(backend)
             .data(handler)
+            .layer(gate.clone())
             .concurrency(consumer.concurrency.max(1))
             .parallelize(tokio::spawn)
             .build(deliver);
-        let shutdown = shutdown.shared();
         let run = worker
-            .run_until(shutdown.clone().map(Ok::<(), WorkerError>))
+            .run_until(after_drain(shutdown, gate).map(Ok::<(), WorkerError>))
             .map(|result| result.map_err(|e| QueueError::Worker(e.to_string())))
             .boxed();
         let beat = {
@@ -166,7 +168,7 @@ impl SqliteQueue {
             let queue = physical.to_owned();
             move || keep_alive(pool.clone(), name.clone(), queue.clone()).boxed()
         };
-        super::keep_alive_while_draining(run, shutdown, delivery.heartbeat(), beat).boxed()
+        keep_alive_while_running(run, delivery.heartbeat(), beat).boxed()
     }
 }
 
