@@ -150,3 +150,72 @@ async fn duplicates_and_stale_tasks_in_one_flight_are_claimed_once(stack: Stack)
     assert_eq!(job.result, Some(if x { json!(1) } else { json!(2) }));
 }
 on_both_stacks!(duplicates_and_stale_tasks_in_one_flight_are_claimed_once);
+
+/// The batched claim and success are planned from the primary key, whatever the
+/// statistics say and however small the table was when a connection first ran them.
+/// Before, Postgres read every `queued` row by the status index, or the whole table,
+/// and hash-joined the batch against them: each batch cost the whole backlog.
+/// - A prepared statement run five times may switch to a cached generic plan, sized
+///   by the table as it was then: our connections never do (`generic_plans` stays 0).
+/// - Each plan, made on a backlog never analysed, starts from the primary key.
+#[tokio::test]
+async fn batched_updates_are_planned_from_the_primary_key_on_a_backlog() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+
+    let app = api_only(Stack::Production).await;
+    let store = &app.backends.store;
+    let statements = [jobs::store::start_sql(), jobs::store::succeed_sql()];
+    let rows =
+        json!([{ "id": "x", "task_id": "x", "worker": "w", "result": null, "elapsed_ms": 1 }])
+            .to_string();
+    let run = |sql: String| {
+        Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [rows.clone().into(), chrono::Utc::now().into()],
+        )
+    };
+    // One connection throughout: plans are cached per connection.
+    let early = store.db().begin().await.expect("begin");
+    for sql in &statements {
+        for _ in 0..8 {
+            early.query_all_raw(run(sql.clone())).await.expect("run");
+        }
+    }
+    let cached = early
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+             WHERE statement LIKE 'UPDATE job_records%'",
+        ))
+        .await
+        .expect("pg_prepared_statements");
+    assert_eq!(cached.len(), 2, "both statements prepared");
+    for row in &cached {
+        let generic: i64 = row.try_get("", "generic_plans").expect("generic_plans");
+        let custom: i64 = row.try_get("", "custom_plans").expect("custom_plans");
+        assert_eq!((generic, custom), (0, 8), "planned afresh every time");
+    }
+
+    // A backlog, and no ANALYZE: what a fresh database under load looks like.
+    for created in join_all((0..5_000).map(|_| store.create(noop()))).await {
+        created.expect("create");
+    }
+    for sql in &statements {
+        let plan = early
+            .query_all_raw(run(format!("EXPLAIN {sql}")))
+            .await
+            .expect("explain")
+            .iter()
+            .map(|row| row.try_get::<String>("", "QUERY PLAN").expect("plan line"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            plan.contains("job_records_pkey")
+                && !plan.contains("job_records_status_id")
+                && !plan.contains("Seq Scan on job_records"),
+            "{plan}"
+        );
+    }
+    early.rollback().await.expect("rollback");
+}
