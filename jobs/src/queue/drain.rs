@@ -10,7 +10,9 @@
 //!
 //! 1. [`DrainGate::drain`] closes the gate: the worker's service stops being ready, so
 //!    no further task is fetched, while apalis keeps driving the backend (its pending
-//!    fetch, heartbeats, acks) as before. It completes when no task is in flight.
+//!    fetch, heartbeats, acks) as before. A task that a fetch under way still brings
+//!    is put back on its queue, not run ([`requeue_once_closed`]). The drain
+//!    completes when no task is in flight.
 //! 2. Only then is apalis told to shut down; with nothing in flight it closes at once
 //!    (buffered tasks go back to the queue, pending acks are written).
 
@@ -27,7 +29,8 @@ use tokio::sync::Notify;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::QueueError;
+use super::{Handler, Queue, QueueError};
+use crate::envelope::Envelope;
 
 /// Shared by a consumer's service and its stopping logic: whether new tasks may start,
 /// and how many are running.
@@ -56,7 +59,7 @@ impl DrainGate {
         }
     }
 
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.0.closed.load(Ordering::SeqCst)
     }
 
@@ -143,6 +146,33 @@ where
         }
         .boxed()
     }
+}
+
+/// `handler`, except for a task that reaches it after `gate` closed: that one goes back
+/// to the queue (under a fresh delivery id; its record stays `queued`) instead of
+/// starting on a worker that is stopping, as Sidekiq requeues what it fetched after a
+/// quiet signal. The gate keeps a readiness it promised before closing, so that a
+/// fetch under way finishes; this is where the task of such a fetch ends up. If the
+/// push fails the task runs here after all: it is never dropped.
+pub(crate) fn requeue_once_closed(handler: Handler, gate: DrainGate, queue: Queue) -> Handler {
+    Arc::new(move |envelope: Envelope| {
+        let (handler, gate, queue) = (handler.clone(), gate.clone(), queue.clone());
+        async move {
+            if gate.is_closed() {
+                match queue.push_again(&envelope, Duration::ZERO).await {
+                    Ok(()) => {
+                        tracing::info!(job = %envelope.job_id, "stopping: task put back on its queue");
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(job = %envelope.job_id, %err, "stopping: could not put the task back; running it here");
+                    }
+                }
+            }
+            handler(envelope).await;
+        }
+        .boxed()
+    })
 }
 
 /// Runs a consumer (`run`) and calls `beat` every `every` until it ends.

@@ -17,6 +17,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::config::{BackendConfig, DeliveryConfig};
 use crate::envelope::Envelope;
+use drain::DrainGate;
 
 /// A queue operation failed; the backend is named, the cause kept.
 #[derive(Debug, thiserror::Error)]
@@ -214,11 +215,25 @@ impl Queue {
     ) -> Result<(), QueueError> {
         let physical = self.physical(logical);
         let shutdown = shutdown.boxed();
+        let gate = DrainGate::default();
+        let handler = drain::requeue_once_closed(handler, gate.clone(), self.clone());
         let run = match &self.backend {
-            Backend::Redis(q) => q.consume(&physical, &consumer, &self.delivery, handler, shutdown),
-            Backend::Sqlite(q) => {
-                q.consume(&physical, &consumer, &self.delivery, handler, shutdown)
-            }
+            Backend::Redis(q) => q.consume(
+                &physical,
+                &consumer,
+                &self.delivery,
+                handler,
+                gate,
+                shutdown,
+            ),
+            Backend::Sqlite(q) => q.consume(
+                &physical,
+                &consumer,
+                &self.delivery,
+                handler,
+                gate,
+                shutdown,
+            ),
         };
         run.await
     }

@@ -184,6 +184,7 @@ impl RedisQueue {
         consumer: &ConsumerConfig,
         delivery: &DeliveryConfig,
         handler: Handler,
+        gate: DrainGate,
         shutdown: BoxFuture<'static, ()>,
     ) -> BoxFuture<'static, Result<(), QueueError>> {
         let keys = Keys::new(physical);
@@ -218,7 +219,6 @@ impl RedisQueue {
             storage,
             StreamStrategy::new(wake_stream(signal, delivery.poll_interval())),
         );
-        let gate = DrainGate::default();
         let worker = WorkerBuilder::new(consumer.worker_name.as_str())
             .backend(backend)
             .data(handler)

@@ -135,6 +135,7 @@ impl SqliteQueue {
         consumer: &ConsumerConfig,
         delivery: &DeliveryConfig,
         handler: Handler,
+        gate: DrainGate,
         shutdown: BoxFuture<'static, ()>,
     ) -> BoxFuture<'static, Result<(), QueueError>> {
         let config = Config::default()
@@ -150,7 +151,6 @@ impl SqliteQueue {
             storage,
             StreamStrategy::new(wake_stream(self.signal(physical), delivery.poll_interval())),
         );
-        let gate = DrainGate::default();
         let worker = WorkerBuilder::new(consumer.worker_name.as_str())
             .backend(backend)
             .data(handler)
