@@ -98,7 +98,8 @@ pub(crate) struct Gated<S> {
     gate: DrainGate,
     /// Readiness already promised to the caller. A promise is kept even after the gate
     /// closes: the caller may be half-way through a fetch that must be allowed to
-    /// finish (and its task to run), not abandoned.
+    /// finish, not abandoned. The task it brings is taken, and put back on its queue
+    /// by [`requeue_once_closed`].
     ready: bool,
 }
 
