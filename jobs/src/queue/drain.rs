@@ -325,4 +325,85 @@ mod tests {
         .expect("three beats came")
         .expect("the consumer's own result");
     }
+
+    /// An embedded queue on a fresh SQLite file, and the pool behind it.
+    async fn embedded_queue() -> (Queue, sea_orm::DatabaseConnection, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}/queue.db?mode=rwc", dir.path().display());
+        let db = crate::db::connect(&url, 2).await.expect("sqlite");
+        let backends = crate::config::BackendConfig {
+            database_url: url,
+            redis_url: None,
+            queue_prefix: "drain".into(),
+            database_max_connections: 2,
+        };
+        let queue = Queue::connect(&backends, &crate::config::DeliveryConfig::default(), &db)
+            .await
+            .expect("embedded queue");
+        (queue, db, dir)
+    }
+
+    /// A handler that counts the tasks it ran.
+    fn counting(ran: Arc<AtomicUsize>) -> Handler {
+        Arc::new(move |_envelope: Envelope| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            async {}.boxed()
+        })
+    }
+
+    fn task() -> Envelope {
+        Envelope {
+            job_id: ulid::Ulid::generate().to_string(),
+            task_id: ulid::Ulid::generate().to_string(),
+            kind: crate::JobKind::SystemNoop.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_reaching_an_open_gate_runs_and_stays_off_the_queue() {
+        let (queue, _db, _dir) = embedded_queue().await;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let handler =
+            requeue_once_closed(counting(ran.clone()), DrainGate::default(), queue.clone());
+        let envelope = task();
+        handler(envelope.clone()).await;
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert_eq!(queue.depth(envelope.queue()).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_task_reaching_a_closed_gate_goes_back_to_its_queue_unrun() {
+        let (queue, _db, _dir) = embedded_queue().await;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let gate = DrainGate::default();
+        let handler = requeue_once_closed(counting(ran.clone()), gate.clone(), queue.clone());
+        gate.drain().await;
+        let envelope = task();
+        handler(envelope.clone()).await;
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "a stopping worker started a task"
+        );
+        assert_eq!(
+            queue.depth(envelope.queue()).await.unwrap(),
+            1,
+            "the task was not put back on its queue"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_that_cannot_go_back_runs_on_the_stopping_worker() {
+        let (queue, db, _dir) = embedded_queue().await;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let gate = DrainGate::default();
+        let handler = requeue_once_closed(counting(ran.clone()), gate.clone(), queue.clone());
+        gate.drain().await;
+        // The queue's pool is the database's: closed, every push fails.
+        db.close().await.expect("close");
+        let envelope = task();
+        assert!(queue.push_again(&envelope, Duration::ZERO).await.is_err());
+        handler(envelope).await;
+        assert_eq!(ran.load(Ordering::SeqCst), 1, "the task was dropped");
+    }
 }
