@@ -140,6 +140,7 @@ pub async fn run(
             housekeeping: api::schedules::HousekeepingSettings {
                 interval: config.scheduler.housekeeping_interval(),
                 stuck_after: config.scheduler.stuck_after(),
+                retention: config.scheduler.retention(),
             },
         };
         let stop = shutdown.clone();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use jobs::JobKind;
 use jobs::rates::RatesConfig;
-use jobs::store::{JobFilter, JobRecord};
+use jobs::store::{JobFilter, JobRecord, Retention};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use serde_json::Value;
@@ -31,7 +31,7 @@ const HOUSEKEEPING: &str = "housekeeping";
 #[oai(skip_serializing_if_is_none)]
 pub struct ScheduleView {
     /// The job kind each tick enqueues (`rates.ingest`), or `housekeeping`: the queue
-    /// vacuum and stuck-job sweep, which enqueues no job of its own.
+    /// vacuum, stuck-job sweep and retention, which enqueues no job of its own.
     pub name: String,
     /// Cron expression with a seconds field, as configured (`off` when disabled);
     /// absent for an interval timetable.
@@ -44,6 +44,12 @@ pub struct ScheduleView {
     /// Housekeeping only: a job waiting this long past its due time, or running this
     /// long past the attempt timeout, has its task pushed again (`STUCK_AFTER_SECS`).
     pub stuck_after_secs: Option<u64>,
+    /// Housekeeping only: seconds a `succeeded` job record is kept after it finished,
+    /// then deleted (`JOB_RETENTION_SECS`); 0 keeps them for good.
+    pub job_retention_secs: Option<u64>,
+    /// Housekeeping only: the same for `dead` and `cancelled` records
+    /// (`DEAD_JOB_RETENTION_SECS`); 0 keeps them for good.
+    pub dead_job_retention_secs: Option<u64>,
     /// Whether the scheduler runs this timetable (housekeeping always runs).
     pub enabled: bool,
     /// The next tick after now; absent when disabled, when the expression is
@@ -59,7 +65,7 @@ pub struct ScheduleView {
 }
 
 /// The scheduler's housekeeping settings, as this process reads them
-/// (`HOUSEKEEPING_INTERVAL_SECS`, `STUCK_AFTER_SECS`): the api does not depend on the
+/// (`HOUSEKEEPING_INTERVAL_SECS`, `STUCK_AFTER_SECS`, the retentions): the api does not depend on the
 /// scheduler crate, so `conveyor` copies them out of `SchedulerConfig`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HousekeepingSettings {
@@ -67,6 +73,8 @@ pub struct HousekeepingSettings {
     pub interval: Duration,
     /// Age after which a waiting job is considered stuck.
     pub stuck_after: Duration,
+    /// How long finished job records are kept.
+    pub retention: Retention,
 }
 
 impl From<HousekeepingSettings> for ScheduleView {
@@ -77,12 +85,19 @@ impl From<HousekeepingSettings> for ScheduleView {
             timezone: None,
             interval_secs: Some(settings.interval.as_secs()),
             stuck_after_secs: Some(settings.stuck_after.as_secs()),
+            job_retention_secs: Some(secs_or_zero(settings.retention.succeeded)),
+            dead_job_retention_secs: Some(secs_or_zero(settings.retention.dead)),
             enabled: true,
             next_run: None,
             problem: None,
             last_run: None,
         }
     }
+}
+
+/// A retention in seconds, 0 for "for good" (as `JOB_RETENTION_SECS` is written).
+fn secs_or_zero(keep: Option<Duration>) -> u64 {
+    keep.map_or(0, |d| d.as_secs())
 }
 
 /// The newest job a timetable's kind has.
@@ -198,6 +213,8 @@ impl SchedulesApi {
             timezone: Some(rates.tz.name().to_owned()),
             interval_secs: None,
             stuck_after_secs: None,
+            job_retention_secs: None,
+            dead_job_retention_secs: None,
             enabled: rates.timetable_enabled(),
             next_run,
             problem,
@@ -271,6 +288,10 @@ mod tests {
         let view = ScheduleView::from(HousekeepingSettings {
             interval: Duration::from_secs(45),
             stuck_after: Duration::from_secs(600),
+            retention: Retention {
+                succeeded: Some(Duration::from_secs(3_600)),
+                dead: None,
+            },
         });
         let json = poem_openapi::types::ToJSON::to_json(&view).expect("an object");
         assert_eq!(
@@ -279,6 +300,8 @@ mod tests {
                 "name": "housekeeping",
                 "interval_secs": 45,
                 "stuck_after_secs": 600,
+                "job_retention_secs": 3_600,
+                "dead_job_retention_secs": 0,
                 "enabled": true,
             })
         );

@@ -9,6 +9,7 @@ mod m20261123_000002_create_math_results;
 mod m20261123_000003_create_reports;
 mod m20261123_000004_create_ad_counters;
 mod m20261123_000005_create_rates;
+mod m20261124_000006_index_idempotency_keys_by_age;
 
 /// All migrations, in order.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_create_reports::Migration),
             Box::new(m20261123_000004_create_ad_counters::Migration),
             Box::new(m20261123_000005_create_rates::Migration),
+            Box::new(m20261124_000006_index_idempotency_keys_by_age::Migration),
         ]
     }
 }

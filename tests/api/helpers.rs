@@ -174,7 +174,7 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
         },
         scheduler: scheduler::SchedulerConfig {
             housekeeping_interval_secs: 1,
-            stuck_after_secs: 900,
+            ..scheduler::SchedulerConfig::default()
         },
     };
     (

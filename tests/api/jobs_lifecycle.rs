@@ -379,3 +379,134 @@ async fn concurrent_requests_with_one_idempotency_key_make_one_job(stack: Stack)
     assert_eq!(ids.len(), 1, "{ids:?}");
 }
 on_both_stacks!(concurrent_requests_with_one_idempotency_key_make_one_job);
+
+/// Retention (housekeeping) deletes finished records past their time and nothing else:
+/// not a younger record, not a running one, and not one whose `Idempotency-Key` still
+/// returns it. `purge_finished` is given a clock days ahead; the last step runs a real
+/// housekeeping round with a 1 s retention to check the settings reach it.
+async fn finished_jobs_are_deleted_after_their_retention_and_nothing_else_is(stack: Stack) {
+    use chrono::Utc;
+    use jobs::store::Retention;
+
+    let (config, resources) = test_config(stack).await;
+    let window = config.api.idempotency_window();
+    let app = crate::helpers::spawn_with(config, resources, conveyor::Role::All).await;
+    let store = &app.backends.store;
+    let hours = |h: u64| Duration::from_secs(h * 3_600);
+
+    let succeeded = app.enqueue_noop(json!({})).await;
+    let (status, keyed) = {
+        let answer = app
+            .client
+            .post(app.url("/jobs/noop"))
+            .header("Idempotency-Key", "kept-while-fresh")
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("POST");
+        let status = answer.status().as_u16();
+        let body: serde_json::Value = answer.json().await.expect("json");
+        (status, body["job_id"].as_str().expect("id").to_owned())
+    };
+    assert_eq!(status, 202);
+    let dead = app.enqueue_noop(json!({ "fail_times": 3 })).await;
+    let running = app.enqueue_noop(json!({ "sleep_ms": 60_000 })).await;
+    app.wait_for_status(&succeeded, "succeeded", WITHIN).await;
+    app.wait_for_status(&keyed, "succeeded", WITHIN).await;
+    app.wait_for_status(&dead, "dead", WITHIN).await;
+    app.wait_for_status(&running, "running", WITHIN).await;
+    let gone = |id: String| {
+        let app = &app;
+        async move { app.get(&format!("/jobs/{id}")).await.0 == 404 }
+    };
+
+    let retention = Retention {
+        succeeded: Some(hours(1)),
+        dead: Some(hours(48)),
+    };
+    // Nothing has been finished for an hour yet.
+    assert_eq!(
+        store
+            .purge_finished(&retention, Utc::now(), 100)
+            .await
+            .expect("retention"),
+        0
+    );
+
+    // Two hours on: the plain succeeded record goes; the keyed one stays while its key
+    // is fresh, the dead one for its own retention, the running one whatever the clock.
+    let later = Utc::now() + chrono::Duration::hours(2);
+    assert!(
+        window > hours(2),
+        "the test needs a key window over 2 h: {window:?}"
+    );
+    assert_eq!(
+        store
+            .purge_finished(&retention, later, 100)
+            .await
+            .expect("retention"),
+        1
+    );
+    assert!(
+        gone(succeeded.clone()).await,
+        "the succeeded record is still there"
+    );
+    for kept in [&keyed, &dead, &running] {
+        assert!(!gone(kept.clone()).await, "{kept} was deleted");
+    }
+    assert_eq!(
+        store
+            .purge_idempotency_keys(later, 100)
+            .await
+            .expect("retention"),
+        0
+    );
+
+    // Past the key window and the dead retention: both go, the running job stays.
+    let much_later =
+        Utc::now() + chrono::Duration::from_std(window + hours(48)).expect("a window in range");
+    assert_eq!(
+        store
+            .purge_finished(&retention, much_later, 100)
+            .await
+            .expect("retention"),
+        2
+    );
+    assert!(gone(keyed.clone()).await && gone(dead.clone()).await);
+    assert!(!gone(running.clone()).await, "a running job was deleted");
+    assert_eq!(
+        store
+            .purge_idempotency_keys(much_later, 100)
+            .await
+            .expect("retention"),
+        1
+    );
+    // None: retention switched off for that class.
+    let forever = Retention {
+        succeeded: None,
+        dead: None,
+    };
+    assert_eq!(
+        store
+            .purge_finished(&forever, much_later, 100)
+            .await
+            .expect("retention"),
+        0
+    );
+
+    // A real round: settings of 1 s, and a record finished over 1 s ago.
+    let fresh = app.enqueue_noop(json!({})).await;
+    app.wait_for_status(&fresh, "succeeded", WITHIN).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let settings = scheduler::SchedulerConfig {
+        job_retention_secs: 1,
+        ..scheduler::SchedulerConfig::default()
+    };
+    scheduler::housekeeping::once(store, &app.backends.queue, &settings).await;
+    assert!(
+        gone(fresh).await,
+        "a housekeeping round kept a record past JOB_RETENTION_SECS"
+    );
+    assert!(!gone(running).await);
+}
+on_both_stacks!(finished_jobs_are_deleted_after_their_retention_and_nothing_else_is);

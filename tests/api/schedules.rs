@@ -211,6 +211,8 @@ async fn housekeeping_shows_its_interval_and_threshold_and_no_runs_it_cannot_kno
     config.scheduler = scheduler::SchedulerConfig {
         housekeeping_interval_secs: 7,
         stuck_after_secs: 120,
+        job_retention_secs: 3_600,
+        dead_job_retention_secs: 0,
     };
     // The api alone: the settings come from its own configuration.
     let app = spawn_with(config, resources, Role::Api).await;
@@ -221,6 +223,8 @@ async fn housekeeping_shows_its_interval_and_threshold_and_no_runs_it_cannot_kno
             "name": "housekeeping",
             "interval_secs": 7,
             "stuck_after_secs": 120,
+            "job_retention_secs": 3_600,
+            "dead_job_retention_secs": 0,
             "enabled": true,
         }),
         "no cron, time zone, next or last run, not even as null"
@@ -234,6 +238,7 @@ async fn housekeeping_reports_the_interval_the_scheduler_runs_and_no_last_run(st
     let settings = scheduler::SchedulerConfig {
         housekeeping_interval_secs: 0,
         stuck_after_secs: 900,
+        ..scheduler::SchedulerConfig::default()
     };
     config.scheduler = settings.clone();
     let app = spawn_with(config, resources, Role::Api).await;
@@ -266,7 +271,14 @@ async fn the_openapi_document_lists_schedules_with_its_answers(stack: Stack) {
         serde_json::json!(["name", "enabled"]),
         "{view}"
     );
-    for field in ["cron", "timezone", "interval_secs", "stuck_after_secs"] {
+    for field in [
+        "cron",
+        "timezone",
+        "interval_secs",
+        "stuck_after_secs",
+        "job_retention_secs",
+        "dead_job_retention_secs",
+    ] {
         assert!(view["properties"].get(field).is_some(), "{field}: {view}");
     }
 }

@@ -368,7 +368,7 @@ mod tests {
         let envelope = task();
         handler(envelope.clone()).await;
         assert_eq!(ran.load(Ordering::SeqCst), 1);
-        assert_eq!(queue.depth(envelope.queue()).await.unwrap(), 0);
+        assert_eq!(queue.depth(envelope.queue()).await.expect("depth"), 0);
     }
 
     #[tokio::test]
@@ -386,7 +386,7 @@ mod tests {
             "a stopping worker started a task"
         );
         assert_eq!(
-            queue.depth(envelope.queue()).await.unwrap(),
+            queue.depth(envelope.queue()).await.expect("depth"),
             1,
             "the task was not put back on its queue"
         );
