@@ -41,6 +41,10 @@ SETTLE_SECONDS = float(os.environ.get("FAULTS_SETTLE_SECONDS", "60"))
 SCENARIOS = os.environ.get("FAULTS_SCENARIOS", "1,2,3,4,5").split(",")
 OUTAGE_SECONDS = float(os.environ.get("FAULTS_OUTAGE_SECONDS", "3"))  # Redis / Postgres down time
 CLIENT_TIMEOUT = 5.0
+# The processes' DATABASE_ACQUIRE_TIMEOUT_MS: how long a request waits for Postgres
+# before its 503. It must sit below the clients' timeout, or the first requests after
+# Postgres goes away (each waits the whole bound) look like hangs to them.
+DB_WAIT_MS = 3000
 GRACE_MS = 5000
 ADS_TIMEOUT_MS = 1500
 RATES_TIMEOUT_MS = 1500
@@ -248,6 +252,7 @@ def conveyor_env(**extra):
         "JOB_BACKOFF_BASE_MS": "200",
         "JOB_BACKOFF_MAX_MS": "2000",
         "SHUTDOWN_GRACE_MS": str(GRACE_MS),
+        "DATABASE_ACQUIRE_TIMEOUT_MS": str(DB_WAIT_MS),
         "HOUSEKEEPING_INTERVAL_SECS": "5",
         "STUCK_AFTER_SECS": "20",
         "MIN_TOTAL": "1",
@@ -677,8 +682,9 @@ def classify_5xx(scenario, load, expect_backend):
 def hangs(scenario, load):
     h = [r for r in load.records if r["err"] == "timeout" or r["secs"] > CLIENT_TIMEOUT]
     if h:
-        finding(scenario, f"{len(h)} requests took over {CLIENT_TIMEOUT:.0f} s, e.g. "
-                          f"{[(r['op'], round(r['t0'] - T0, 1), r['err']) for r in h[:5]]}")
+        finding(scenario, f"{len(h)} requests took over {CLIENT_TIMEOUT:.0f} s, e.g. (op, sent at "
+                          f"s since the start, took s, status or error) "
+                          f"{[(r['op'], round(r['t0'] - T0, 1), round(r['secs'], 2), r['err'] or r['status']) for r in h[:5]]}")
     conn = [r for r in load.records if r["err"] and r["err"] != "timeout"]
     if conn:
         finding(scenario, f"{len(conn)} requests failed without an HTTP answer, e.g. "

@@ -24,7 +24,8 @@
 # Checks after each settle phase: every accepted job `succeeded`; /process_statistics
 # counts (total and per server) grew by the accepted reports; /statistics impressions
 # per user and per SDK grew by the accepted impressions; 5xx only 503 naming the
-# backend that is down (none at all when no backend is down); no request over 5 s;
+# backend that is down (none at all when no backend is down); no request over 5 s
+# (the processes run with DATABASE_ACQUIRE_TIMEOUT_MS=3000, below that client timeout);
 # every process still alive; no panic in any log.
 #
 # Output: a Markdown table and notes on stdout and in target/faults-report.md; logs of

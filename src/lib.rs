@@ -83,6 +83,7 @@ async fn database(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection
     jobs::db::connect(
         &config.backends.database_url,
         config.backends.database_max_connections,
+        config.backends.database_acquire_timeout(),
     )
     .await
     .map_err(|e| anyhow::anyhow!("database {}: {e}", redact(&config.backends.database_url)))

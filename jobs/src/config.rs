@@ -25,6 +25,18 @@ pub struct BackendConfig {
     /// Maximum database connections per process.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
+    /// Longest wait for a database connection, in milliseconds. While the database is
+    /// unreachable a request answers 503 after about this long (a route that reads and
+    /// then writes, up to twice as long): keep it below the clients' own timeout.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub database_acquire_timeout_ms: u64,
+}
+
+impl BackendConfig {
+    /// Longest wait for a database connection (at least 100 ms).
+    pub fn database_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_acquire_timeout_ms.max(100))
+    }
 }
 
 /// How tasks are delivered and retried.

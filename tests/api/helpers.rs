@@ -133,6 +133,7 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
             redis_url,
             queue_prefix: format!("t{suffix}"),
             database_max_connections: 8,
+            database_acquire_timeout_ms: 5_000,
         },
         delivery: DeliveryConfig {
             max_attempts: 3,

@@ -330,12 +330,15 @@ mod tests {
     async fn embedded_queue() -> (Queue, sea_orm::DatabaseConnection, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}/queue.db?mode=rwc", dir.path().display());
-        let db = crate::db::connect(&url, 2).await.expect("sqlite");
+        let db = crate::db::connect(&url, 2, Duration::from_secs(5))
+            .await
+            .expect("sqlite");
         let backends = crate::config::BackendConfig {
             database_url: url,
             redis_url: None,
             queue_prefix: "drain".into(),
             database_max_connections: 2,
+            database_acquire_timeout_ms: 5_000,
         };
         let queue = Queue::connect(&backends, &crate::config::DeliveryConfig::default(), &db)
             .await
