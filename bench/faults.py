@@ -1185,4 +1185,9 @@ if __name__ == "__main__":
     print()
     print(text)
     print(f"report saved to {REPORT}; logs under {LOGS}; total {total:.0f} s")
+    # One line for CI (.ci/run sums it): a scenario passes when no finding names it; a
+    # finding of the whole run (a panic, an abort) fails it once more.
+    named = {scenario for scenario, _ in FINDINGS}
+    failed = sum(1 for key in SCENARIOS if key in named) + len(named - set(SCENARIOS))
+    print(f"faults: {len(SCENARIOS) - sum(1 for key in SCENARIOS if key in named)} passed, {failed} failed")
     sys.exit(1 if FINDINGS else 0)
