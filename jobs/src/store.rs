@@ -597,11 +597,8 @@ impl JobStore {
             .order_by(job::Column::Id, sea_orm::Order::Asc)
             .limit(limit)
             .to_owned();
-        let deleted = job::Entity::delete_many()
-            .filter(job::Column::Id.in_subquery(ids))
-            .exec(&self.db)
-            .await?;
-        Ok(deleted.rows_affected)
+        self.delete_chosen::<job::Entity>(job::Column::Id, ids)
+            .await
     }
 
     /// Deletes at most `limit` idempotency keys older than their window at `now` (they
@@ -619,8 +616,19 @@ impl JobStore {
             .order_by(idempotency_key::Column::CreatedAt, sea_orm::Order::Asc)
             .limit(limit)
             .to_owned();
-        let deleted = idempotency_key::Entity::delete_many()
-            .filter(idempotency_key::Column::Key.in_subquery(keys))
+        self.delete_chosen::<idempotency_key::Entity>(idempotency_key::Column::Key, keys)
+            .await
+    }
+
+    /// Deletes the rows of `E` whose `key` is among those `chosen` selects (a bounded,
+    /// ordered subquery: one chunk of a purge); returns how many.
+    async fn delete_chosen<E: EntityTrait>(
+        &self,
+        key: E::Column,
+        chosen: sea_orm::sea_query::SelectStatement,
+    ) -> Result<u64, DbErr> {
+        let deleted = E::delete_many()
+            .filter(key.in_subquery(chosen))
             .exec(&self.db)
             .await?;
         Ok(deleted.rows_affected)

@@ -420,18 +420,24 @@ async fn finished_jobs_are_deleted_after_their_retention_and_nothing_else_is(sta
         async move { app.get(&format!("/jobs/{id}")).await.0 == 404 }
     };
 
+    let purged = async |retention: &Retention, at| {
+        store
+            .purge_finished(retention, at, 100)
+            .await
+            .expect("record retention")
+    };
+    let keys_purged = async |at| {
+        store
+            .purge_idempotency_keys(at, 100)
+            .await
+            .expect("key retention")
+    };
     let retention = Retention {
         succeeded: Some(hours(1)),
         dead: Some(hours(48)),
     };
     // Nothing has been finished for an hour yet.
-    assert_eq!(
-        store
-            .purge_finished(&retention, Utc::now(), 100)
-            .await
-            .expect("retention"),
-        0
-    );
+    assert_eq!(purged(&retention, Utc::now()).await, 0);
 
     // Two hours on: the plain succeeded record goes; the keyed one stays while its key
     // is fresh, the dead one for its own retention, the running one whatever the clock.
@@ -440,13 +446,7 @@ async fn finished_jobs_are_deleted_after_their_retention_and_nothing_else_is(sta
         window > hours(2),
         "the test needs a key window over 2 h: {window:?}"
     );
-    assert_eq!(
-        store
-            .purge_finished(&retention, later, 100)
-            .await
-            .expect("retention"),
-        1
-    );
+    assert_eq!(purged(&retention, later).await, 1);
     assert!(
         gone(succeeded.clone()).await,
         "the succeeded record is still there"
@@ -454,45 +454,21 @@ async fn finished_jobs_are_deleted_after_their_retention_and_nothing_else_is(sta
     for kept in [&keyed, &dead, &running] {
         assert!(!gone(kept.clone()).await, "{kept} was deleted");
     }
-    assert_eq!(
-        store
-            .purge_idempotency_keys(later, 100)
-            .await
-            .expect("retention"),
-        0
-    );
+    assert_eq!(keys_purged(later).await, 0);
 
     // Past the key window and the dead retention: both go, the running job stays.
     let much_later =
         Utc::now() + chrono::Duration::from_std(window + hours(48)).expect("a window in range");
-    assert_eq!(
-        store
-            .purge_finished(&retention, much_later, 100)
-            .await
-            .expect("retention"),
-        2
-    );
+    assert_eq!(purged(&retention, much_later).await, 2);
     assert!(gone(keyed.clone()).await && gone(dead.clone()).await);
     assert!(!gone(running.clone()).await, "a running job was deleted");
-    assert_eq!(
-        store
-            .purge_idempotency_keys(much_later, 100)
-            .await
-            .expect("retention"),
-        1
-    );
+    assert_eq!(keys_purged(much_later).await, 1);
     // None: retention switched off for that class.
     let forever = Retention {
         succeeded: None,
         dead: None,
     };
-    assert_eq!(
-        store
-            .purge_finished(&forever, much_later, 100)
-            .await
-            .expect("retention"),
-        0
-    );
+    assert_eq!(purged(&forever, much_later).await, 0);
 
     // A real round: settings of 1 s, and a record finished over 1 s ago.
     let fresh = app.enqueue_noop(json!({})).await;

@@ -354,6 +354,16 @@ mod tests {
         })
     }
 
+    /// A requeueing handler over `queue` whose gate is already closed (the consumer
+    /// is stopping), and the count of tasks it ran.
+    async fn behind_a_closed_gate(queue: &Queue) -> (Handler, Arc<AtomicUsize>) {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let gate = DrainGate::default();
+        let handler = requeue_once_closed(counting(ran.clone()), gate.clone(), queue.clone());
+        gate.drain().await;
+        (handler, ran)
+    }
+
     fn task() -> Envelope {
         Envelope {
             job_id: ulid::Ulid::generate().to_string(),
@@ -377,10 +387,7 @@ mod tests {
     #[tokio::test]
     async fn a_task_reaching_a_closed_gate_goes_back_to_its_queue_unrun() {
         let (queue, _db, _dir) = embedded_queue().await;
-        let ran = Arc::new(AtomicUsize::new(0));
-        let gate = DrainGate::default();
-        let handler = requeue_once_closed(counting(ran.clone()), gate.clone(), queue.clone());
-        gate.drain().await;
+        let (handler, ran) = behind_a_closed_gate(&queue).await;
         let envelope = task();
         handler(envelope.clone()).await;
         assert_eq!(
@@ -398,10 +405,7 @@ mod tests {
     #[tokio::test]
     async fn a_task_that_cannot_go_back_runs_on_the_stopping_worker() {
         let (queue, db, _dir) = embedded_queue().await;
-        let ran = Arc::new(AtomicUsize::new(0));
-        let gate = DrainGate::default();
-        let handler = requeue_once_closed(counting(ran.clone()), gate.clone(), queue.clone());
-        gate.drain().await;
+        let (handler, ran) = behind_a_closed_gate(&queue).await;
         // The queue's pool is the database's: closed, every push fails.
         db.close().await.expect("close");
         let envelope = task();
