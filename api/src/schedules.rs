@@ -65,8 +65,8 @@ pub struct ScheduleView {
 }
 
 /// The scheduler's housekeeping settings, as this process reads them
-/// (`HOUSEKEEPING_INTERVAL_SECS`, `STUCK_AFTER_SECS`, the retentions): the api does not depend on the
-/// scheduler crate, so `conveyor` copies them out of `SchedulerConfig`.
+/// (`HOUSEKEEPING_INTERVAL_SECS`, `STUCK_AFTER_SECS`, the retentions): the api does not
+/// depend on the scheduler crate, so `conveyor` copies them out of `SchedulerConfig`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HousekeepingSettings {
     /// Time between two rounds, as the scheduler runs it.

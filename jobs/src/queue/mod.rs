@@ -61,6 +61,21 @@ pub struct ConsumerConfig {
     pub concurrency: usize,
 }
 
+/// What a backend needs to run one consumer loop, built once by [`Queue::consume`]
+/// for either backend.
+pub(crate) struct Consumer {
+    /// The backend's queue name.
+    physical: String,
+    config: ConsumerConfig,
+    delivery: DeliveryConfig,
+    /// The caller's handler, wrapped so that a task arriving after the stop began
+    /// goes back to its queue.
+    handler: Handler,
+    /// Closed by the stop; shared with the worker's service layer.
+    gate: DrainGate,
+    shutdown: BoxFuture<'static, ()>,
+}
+
 /// The queue backends behind one handle.
 #[derive(Clone)]
 pub struct Queue {
@@ -213,27 +228,18 @@ impl Queue {
         handler: Handler,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), QueueError> {
-        let physical = self.physical(logical);
-        let shutdown = shutdown.boxed();
         let gate = DrainGate::default();
-        let handler = drain::requeue_once_closed(handler, gate.clone(), self.clone());
+        let run = Consumer {
+            physical: self.physical(logical),
+            config: consumer,
+            delivery: self.delivery.clone(),
+            handler: drain::requeue_once_closed(handler, gate.clone(), self.clone()),
+            gate,
+            shutdown: shutdown.boxed(),
+        };
         let run = match &self.backend {
-            Backend::Redis(q) => q.consume(
-                &physical,
-                &consumer,
-                &self.delivery,
-                handler,
-                gate,
-                shutdown,
-            ),
-            Backend::Sqlite(q) => q.consume(
-                &physical,
-                &consumer,
-                &self.delivery,
-                handler,
-                gate,
-                shutdown,
-            ),
+            Backend::Redis(q) => q.consume(run),
+            Backend::Sqlite(q) => q.consume(run),
         };
         run.await
     }

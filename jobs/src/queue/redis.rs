@@ -22,10 +22,9 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use tokio::sync::Notify;
 
-use super::drain::{DrainGate, after_drain, keep_alive_while_running};
+use super::drain::{after_drain, keep_alive_while_running};
 use super::wake::wake_stream;
-use super::{ConsumerConfig, Handler, QueueError, deliver};
-use crate::config::DeliveryConfig;
+use super::{Consumer, QueueError, deliver};
 use crate::envelope::Envelope;
 
 static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../../lua/push.lua")));
@@ -178,16 +177,8 @@ impl RedisQueue {
         }
     }
 
-    pub(crate) fn consume(
-        &self,
-        physical: &str,
-        consumer: &ConsumerConfig,
-        delivery: &DeliveryConfig,
-        handler: Handler,
-        gate: DrainGate,
-        shutdown: BoxFuture<'static, ()>,
-    ) -> BoxFuture<'static, Result<(), QueueError>> {
-        let keys = Keys::new(physical);
+    pub(crate) fn consume(&self, consumer: Consumer) -> BoxFuture<'static, Result<(), QueueError>> {
+        let keys = Keys::new(&consumer.physical);
         let signal = Arc::new(Notify::new());
         let listener = tokio::spawn(listen(
             self.client.clone(),
@@ -196,15 +187,15 @@ impl RedisQueue {
         ));
         let promoter = tokio::spawn(promote_forever(
             self.clone(),
-            physical.to_owned(),
-            delivery.promote_interval(),
+            consumer.physical.clone(),
+            consumer.delivery.promote_interval(),
         ));
 
         let config = Config::default()
-            .queue(physical)
-            .batch_size(delivery.fetch_batch.max(1))
-            .heartbeat_interval(delivery.heartbeat())
-            .missed_heartbeats(delivery.missed_heartbeats.max(1))
+            .queue(&consumer.physical)
+            .batch_size(consumer.delivery.fetch_batch.max(1))
+            .heartbeat_interval(consumer.delivery.heartbeat())
+            .missed_heartbeats(consumer.delivery.missed_heartbeats.max(1))
             // apalis acks through its "results": without them a finished task stays
             // in flight and runs again when its worker goes away.
             .persist_results(true)
@@ -217,26 +208,26 @@ impl RedisQueue {
             RedisStorage::<Envelope, ConnectionManager>::new(self.conn.clone()).with_config(config);
         let backend = PollWith::new(
             storage,
-            StreamStrategy::new(wake_stream(signal, delivery.poll_interval())),
+            StreamStrategy::new(wake_stream(signal, consumer.delivery.poll_interval())),
         );
-        let worker = WorkerBuilder::new(consumer.worker_name.as_str())
+        let worker = WorkerBuilder::new(consumer.config.worker_name.as_str())
             .backend(backend)
-            .data(handler)
-            .layer(gate.clone())
-            .concurrency(consumer.concurrency.max(1))
+            .data(consumer.handler)
+            .layer(consumer.gate.clone())
+            .concurrency(consumer.config.concurrency.max(1))
             .parallelize(tokio::spawn)
             .build(deliver);
         let run = worker
-            .run_until(after_drain(shutdown, gate).map(Ok::<(), WorkerError>))
+            .run_until(after_drain(consumer.shutdown, consumer.gate).map(Ok::<(), WorkerError>))
             .map(|result| result.map_err(|e| QueueError::Worker(e.to_string())))
             .boxed();
         let beat = {
             let conn = self.conn.clone();
             let workers = keys.config.workers_set();
-            let name = consumer.worker_name.clone();
+            let name = consumer.config.worker_name.clone();
             move || keep_alive(conn.clone(), workers.clone(), name.clone()).boxed()
         };
-        let run = keep_alive_while_running(run, delivery.heartbeat(), beat);
+        let run = keep_alive_while_running(run, consumer.delivery.heartbeat(), beat);
         async move {
             let result = run.await;
             listener.abort();

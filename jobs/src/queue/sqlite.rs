@@ -18,10 +18,9 @@ use futures::future::BoxFuture;
 use sea_orm::sqlx::{self, SqlitePool};
 use tokio::sync::Notify;
 
-use super::drain::{DrainGate, after_drain, keep_alive_while_running};
+use super::drain::{after_drain, keep_alive_while_running};
 use super::wake::wake_stream;
-use super::{ConsumerConfig, Handler, QueueError, deliver};
-use crate::config::DeliveryConfig;
+use super::{Consumer, QueueError, deliver};
 use crate::envelope::Envelope;
 
 #[derive(Clone)]
@@ -129,46 +128,41 @@ impl SqliteQueue {
         }
     }
 
-    pub(crate) fn consume(
-        &self,
-        physical: &str,
-        consumer: &ConsumerConfig,
-        delivery: &DeliveryConfig,
-        handler: Handler,
-        gate: DrainGate,
-        shutdown: BoxFuture<'static, ()>,
-    ) -> BoxFuture<'static, Result<(), QueueError>> {
+    pub(crate) fn consume(&self, consumer: Consumer) -> BoxFuture<'static, Result<(), QueueError>> {
         let config = Config::default()
-            .queue(physical)
-            .batch_size(delivery.fetch_batch.max(1))
-            .heartbeat_interval(delivery.heartbeat())
-            .missed_heartbeats(delivery.missed_heartbeats.max(1))
+            .queue(&consumer.physical)
+            .batch_size(consumer.delivery.fetch_batch.max(1))
+            .heartbeat_interval(consumer.delivery.heartbeat())
+            .missed_heartbeats(consumer.delivery.missed_heartbeats.max(1))
             // apalis acks through its "results": without them a finished task stays
             // in flight and runs again when its worker goes away.
             .persist_results(true);
         let storage = SqliteStorage::<Envelope>::new(&self.pool).with_config(config);
         let backend = PollWith::new(
             storage,
-            StreamStrategy::new(wake_stream(self.signal(physical), delivery.poll_interval())),
+            StreamStrategy::new(wake_stream(
+                self.signal(&consumer.physical),
+                consumer.delivery.poll_interval(),
+            )),
         );
-        let worker = WorkerBuilder::new(consumer.worker_name.as_str())
+        let worker = WorkerBuilder::new(consumer.config.worker_name.as_str())
             .backend(backend)
-            .data(handler)
-            .layer(gate.clone())
-            .concurrency(consumer.concurrency.max(1))
+            .data(consumer.handler)
+            .layer(consumer.gate.clone())
+            .concurrency(consumer.config.concurrency.max(1))
             .parallelize(tokio::spawn)
             .build(deliver);
         let run = worker
-            .run_until(after_drain(shutdown, gate).map(Ok::<(), WorkerError>))
+            .run_until(after_drain(consumer.shutdown, consumer.gate).map(Ok::<(), WorkerError>))
             .map(|result| result.map_err(|e| QueueError::Worker(e.to_string())))
             .boxed();
         let beat = {
             let pool = self.pool.clone();
-            let name = consumer.worker_name.clone();
-            let queue = physical.to_owned();
+            let name = consumer.config.worker_name.clone();
+            let queue = consumer.physical.clone();
             move || keep_alive(pool.clone(), name.clone(), queue.clone()).boxed()
         };
-        keep_alive_while_running(run, delivery.heartbeat(), beat).boxed()
+        keep_alive_while_running(run, consumer.delivery.heartbeat(), beat).boxed()
     }
 }
 
