@@ -4,8 +4,7 @@
 # a git repository on GitHub that CI cannot reach, so they are checked only when a
 # copy is at hand:
 #   - `ADVISORY_DB=<path>`: a clone of github.com/rustsec/advisory-db (or a bare
-#     mirror of it), used as is, without fetching; by default the snapshot at
-#     /work/.mirror/rustsec+advisory-db/repo when the machine has one;
+#     mirror of it), used as is, without fetching;
 #   - else a database fetched earlier into `$CARGO_HOME/advisory-dbs` (by this script
 #     or `cargo deny fetch db` on a machine with network): updated when GitHub
 #     answers, used as it is when not;
@@ -24,12 +23,6 @@ fi
 cargo deny check --hide-inclusion-graph licenses bans sources
 
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-# Where this workplace's read-only repository mirror keeps a snapshot of the database,
-# when one was fetched on this machine: used unless ADVISORY_DB names another copy.
-mirror=/work/.mirror/rustsec+advisory-db/repo
-if [ -z "${ADVISORY_DB:-}" ] && git -C "$mirror" rev-parse --git-dir >/dev/null 2>&1; then
-  ADVISORY_DB=$mirror
-fi
 if [ -n "${ADVISORY_DB:-}" ]; then
   # cargo-deny reads a database only at the place it derives from its URL under
   # `db-path`; ask it where, then put a clone of the given copy there.

@@ -1,5 +1,5 @@
 //! `ADMIN_TOKEN` on the mutating operator routes, the request body limit, and bad
-//! input of every sort answered with a clear 4xx (issue #10).
+//! input of every sort answered with a clear 4xx.
 
 use std::time::Duration;
 

@@ -16,7 +16,7 @@ on_both_stacks!(ping_and_root_answer_pong);
 #[tokio::test]
 async fn a_browser_at_root_is_sent_to_the_docs() {
     let app = spawn_app(Stack::Embedded).await;
-    jobs::http::install_tls_provider();
+    engine::http::install_tls_provider();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -226,7 +226,7 @@ impl Cut {
 
 /// Postgres goes away under a running api: a job request is refused with a JSON 503
 /// naming the database once `DATABASE_ACQUIRE_TIMEOUT_MS` has run out, not hung.
-/// (How long it took is not asserted beyond that lower bound: `bench/faults.sh`
+/// (How long it took is not asserted beyond that lower bound: `tests/faults/run.sh`
 /// measures it.)
 #[tokio::test]
 async fn a_job_request_is_refused_with_json_once_the_database_wait_runs_out() {

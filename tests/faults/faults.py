@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Fault-injection driver of bench/faults.sh (issue #10). Standard library only.
+"""Fault-injection driver of tests/faults/run.sh. Standard library only.
 
-Started by bench/faults.sh, which prepares the temporary directory and the private
+Started by tests/faults/run.sh, which prepares the temporary directory and the private
 Postgres cluster (initdb) and tears everything down afterwards. This driver starts its
 own Redis and Postgres servers from there, the Conveyor processes (api, 2 workers,
 a rates worker, scheduler, sandbox), puts a steady mixed load on the api, injects one

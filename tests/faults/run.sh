@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Fault report (issue #10): under a steady mixed load on Redis + Postgres with two
+# Fault report: under a steady mixed load on Redis + Postgres with two
 # worker processes, inject faults and prove that nothing is lost, nothing is counted
 # twice and nothing crashes.
 #
-#   bash bench/faults.sh                       # all five scenarios, ~3-4 minutes
-#   FAULTS_SCENARIOS=2,3 bash bench/faults.sh  # a subset
+#   bash tests/faults/run.sh                       # all five scenarios, ~3-4 minutes
+#   FAULTS_SCENARIOS=2,3 bash tests/faults/run.sh  # a subset
 #
 # Scenarios (each ~24 s of load, then a settle phase of at most 60 s, then checks):
 #   1. SIGKILL a worker every 4 s, restarting it each time (2 stay up).
@@ -17,7 +17,7 @@
 #      two extra apis must answer 504 within ADS_TIMEOUT_MS + 0.5 s and still count the
 #      ad request; POST /rates/refresh with frankfurter closed, then hanging, must end
 #      `dead` (JOB_MAX_ATTEMPTS=2) with its error in GET /jobs/{id}, nothing stored.
-# Load (bench/faults.py, Python standard library only): 6 threads, ~40 req/s of
+# Load (tests/faults/faults.py, Python standard library only): 6 threads, ~40 req/s of
 # POST /process_report, GET /impression, POST /jobs/math (small factorials) and
 # POST /jobs/noop (sleep 0.8 s; 3 s in scenario 4, so that workers hold tasks), 5 s
 # client timeout. /ready is sampled every 200 ms.
@@ -48,7 +48,7 @@
 # FAULTS_REPORT (target/faults-report.md). Needs redis-server, Postgres server binaries
 # (/usr/lib/postgresql/*/bin) and python3.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 started=$(date +%s)
 bin=${CONVEYOR_BIN:-target/release/conveyor}
@@ -114,4 +114,4 @@ as_pg "$pg_bin/initdb" -D "$dir/pg" -U postgres --auth=trust -E UTF8 --no-sync \
 
 CONVEYOR_BIN=$bin FAULTS_DIR=$dir PG_BIN=$pg_bin PG_DATA=$dir/pg PG_RUN_AS=$run_as \
   FAULTS_REPORT=${FAULTS_REPORT:-target/faults-report.md} \
-  python3 bench/faults.py
+  python3 tests/faults/faults.py
