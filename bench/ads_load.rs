@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     config.worker.concurrency = args.concurrency;
     let system = common::System::start(config, args.workers).await?;
     let base = system.base.clone();
-    jobs::http::install_tls_provider();
+    engine::http::install_tls_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .build()?;

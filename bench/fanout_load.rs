@@ -125,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
         .status()?;
     anyhow::ensure!(status.success(), "migrate failed");
 
-    jobs::http::install_tls_provider();
+    engine::http::install_tls_provider();
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)

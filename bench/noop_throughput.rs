@@ -26,11 +26,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use engine::queue::{ConsumerConfig, Handler};
+use engine::store::Created;
+use engine::{Envelope, Job, JobId, JobStatus, NewJob, Task, TaskId};
+use features::system::Noop;
 use futures::{FutureExt, StreamExt};
-use jobs::JobKind;
-use jobs::envelope::Envelope;
-use jobs::queue::{ConsumerConfig, Handler};
-use jobs::store::{Created, NewJob};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -112,28 +112,16 @@ async fn main() -> anyhow::Result<()> {
             let store = store.clone();
             let queue = queue.clone();
             async move {
-                let envelope = if pipeline {
-                    let Created::New(job) = store
-                        .create(NewJob {
-                            kind: JobKind::SystemNoop,
-                            args: serde_json::json!({}),
-                            max_attempts: 5,
-                            idempotency_key: None,
-                        })
-                        .await?
-                    else {
+                let task = if pipeline {
+                    let job = NewJob::of::<Noop>(&Default::default(), 5)?;
+                    let Created::New(job) = store.create(job).await? else {
                         anyhow::bail!("a job without a key is always new");
                     };
-                    Envelope::of(&job)
+                    Task::of(&job)
                 } else {
-                    let id = ulid::Ulid::generate().to_string();
-                    Envelope {
-                        job_id: id.clone(),
-                        task_id: id,
-                        kind: JobKind::SystemNoop.as_str().to_owned(),
-                    }
+                    bare_task()
                 };
-                queue.push(&envelope, Duration::ZERO).await?;
+                queue.push(&task, Duration::ZERO).await?;
                 Ok(())
             }
         })
@@ -161,7 +149,15 @@ async fn main() -> anyhow::Result<()> {
         let done = Arc::new(AtomicU64::new(0));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         started = Instant::now();
-        let mut consumers = drain(&args, &store, &queue, &delivery, &id, done.clone(), stop_rx);
+        let mut consumers = drain(
+            &args,
+            &store,
+            &system,
+            &delivery,
+            &id,
+            done.clone(),
+            stop_rx,
+        );
         while done.load(Ordering::Relaxed) < pushed {
             tokio::time::sleep(Duration::from_millis(5)).await;
             if started.elapsed() > Duration::from_secs(1_800) {
@@ -180,13 +176,13 @@ async fn main() -> anyhow::Result<()> {
     if pipeline {
         let counts = store.queue_counts().await?;
         println!("records: {counts:?}");
-        let succeeded: i64 = counts
+        let succeeded: u64 = counts
             .iter()
-            .filter(|c| c.status == "succeeded")
+            .filter(|c| c.status == JobStatus::Succeeded)
             .map(|c| c.count)
             .sum();
         anyhow::ensure!(
-            succeeded == pushed as i64,
+            succeeded == pushed,
             "{succeeded} of {pushed} records say succeeded"
         );
     }
@@ -205,26 +201,37 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A task of no job (the queue path alone: nothing reads a record).
+fn bare_task() -> Task {
+    Task {
+        queue: Noop::KIND.queue.to_owned(),
+        envelope: Envelope {
+            job_id: JobId::generate(),
+            task_id: TaskId::generate(),
+            kind: Noop::KIND.name.to_owned(),
+        },
+    }
+}
+
 /// `args.workers` consumers in this process, counting finished tasks in `done`, until
 /// `stop` says so.
 fn drain(
     args: &Args,
-    store: &jobs::JobStore,
-    queue: &jobs::Queue,
-    delivery: &jobs::config::DeliveryConfig,
+    store: &engine::JobStore,
+    system: &conveyor::Backends,
+    delivery: &engine::config::DeliveryConfig,
     id: &str,
     done: Arc<AtomicU64>,
     stop_rx: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinSet<Result<(), jobs::queue::QueueError>> {
+) -> tokio::task::JoinSet<Result<(), engine::queue::QueueError>> {
     let pipeline = args.mode == "pipeline";
+    let queue = &system.queue;
     let executor = worker::executor::Executor::new(
         store.clone(),
         queue.clone(),
+        system.registry.clone(),
         delivery.clone(),
-        worker::handlers::Context {
-            metrics: jobs::metrics::Metrics::new(),
-            ..worker::handlers::Context::default()
-        },
+        system.metrics.clone(),
     );
     let mut consumers = tokio::task::JoinSet::new();
     for w in 0..args.workers {
@@ -233,13 +240,13 @@ fn drain(
         let name = format!("bench-{id}-{}-{w}", std::process::id());
         let handler: Handler = {
             let name = name.clone();
-            Arc::new(move |envelope| {
+            Arc::new(move |task| {
                 let done = done.clone();
                 let executor = executor.clone();
                 let name = name.clone();
                 async move {
                     if pipeline {
-                        executor.execute(envelope, &name).await;
+                        executor.execute(task, &name).await;
                     }
                     done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -400,7 +407,7 @@ async fn child(args: &Args, id: &str) -> anyhow::Result<()> {
     let _consumers = drain(
         args,
         &store,
-        &system.queue,
+        &system,
         &config.delivery,
         id,
         done.clone(),
@@ -422,8 +429,8 @@ async fn child(args: &Args, id: &str) -> anyhow::Result<()> {
 }
 
 /// Push-to-handler-start latency at light load: one task at a time into idle workers.
-async fn latency(args: &Args, queue: &jobs::Queue) -> anyhow::Result<()> {
-    let pushed_at: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> =
+async fn latency(args: &Args, queue: &engine::Queue) -> anyhow::Result<()> {
+    let pushed_at: Arc<std::sync::Mutex<std::collections::HashMap<TaskId, Instant>>> =
         Arc::default();
     let (sample_tx, mut samples) = tokio::sync::mpsc::unbounded_channel::<Duration>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -432,11 +439,11 @@ async fn latency(args: &Args, queue: &jobs::Queue) -> anyhow::Result<()> {
         let handler: Handler = {
             let pushed_at = pushed_at.clone();
             let sample_tx = sample_tx.clone();
-            Arc::new(move |envelope: Envelope| {
+            Arc::new(move |task: Task| {
                 let started = Instant::now();
                 let pushed = pushed_at
                     .lock()
-                    .map(|mut m| m.remove(&envelope.task_id))
+                    .map(|mut m| m.remove(&task.envelope.task_id))
                     .ok()
                     .flatten();
                 if let Some(pushed) = pushed {
@@ -462,16 +469,11 @@ async fn latency(args: &Args, queue: &jobs::Queue) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut latencies = Vec::with_capacity(args.n as usize);
     for _ in 0..args.n {
-        let id = ulid::Ulid::generate().to_string();
-        let envelope = Envelope {
-            job_id: id.clone(),
-            task_id: id.clone(),
-            kind: JobKind::SystemNoop.as_str().to_owned(),
-        };
+        let task = bare_task();
         if let Ok(mut m) = pushed_at.lock() {
-            m.insert(id, Instant::now());
+            m.insert(task.envelope.task_id, Instant::now());
         }
-        queue.push(&envelope, Duration::ZERO).await?;
+        queue.push(&task, Duration::ZERO).await?;
         let sample = tokio::time::timeout(Duration::from_secs(5), samples.recv())
             .await
             .map_err(|_| anyhow::anyhow!("a task was not started within 5 s"))?

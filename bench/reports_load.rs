@@ -115,12 +115,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bench_db = common::BenchDatabase::create().await?;
     let mut config = bench_db.config();
-    config.reports.min_total = 1;
-    config.reports.min_per_server = 1;
+    config.features.reports.min_total = 1;
+    config.features.reports.min_per_server = 1;
     config.worker.concurrency = args.concurrency;
     let system = common::System::start(config, args.workers).await?;
     let base = system.base.clone();
-    jobs::http::install_tls_provider();
+    engine::http::install_tls_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.clients)
         .build()?;

@@ -5,23 +5,25 @@
 //! same system on port 0.
 //!
 //! # Layout
-//! - `domain`: pure logic (job lifecycle, backoff). No I/O.
+//! - `domain`: pure logic (job lifecycle, backoff, math, statistics). No I/O.
 //! - `entity`, `migration`: tables and their schema.
-//! - `jobs`: job kinds, envelopes, job records, the `Queue` handle, configuration.
-//! - `api`: HTTP routes. `worker`: handlers and the pool. `scheduler`: timetables and
-//!   housekeeping.
+//! - `engine`: the job system (the `Job` trait and registry, records, store, queues).
+//! - `features`: the product features: their job kinds, reads, upstream clients.
+//! - `api`: HTTP routes. `worker`: the executor and the pool. `scheduler`: timetables
+//!   and housekeeping.
 //! - here: [`Config`] of a whole process, [`connect`] to its backends, [`run`] a role.
 #![warn(missing_docs)]
 
 use std::future::Future;
 
+use engine::config::{BackendConfig, DeliveryConfig, HousekeepingConfig};
+use engine::metrics::Metrics;
+use engine::{JobStore, Queue, Registry};
+use features::{Features, FeaturesConfig};
 use futures::FutureExt;
-use jobs::config::{BackendConfig, DeliveryConfig};
-use jobs::metrics::Metrics;
-use jobs::{JobStore, Queue};
 
 /// Everything a process may need, from the environment.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Config {
     /// Database and queue backends.
     #[command(flatten)]
@@ -29,30 +31,18 @@ pub struct Config {
     /// Retries, timeouts, heartbeats.
     #[command(flatten)]
     pub delivery: DeliveryConfig,
+    /// Housekeeping (run by the scheduler, shown by the api).
+    #[command(flatten)]
+    pub housekeeping: HousekeepingConfig,
     /// The HTTP api.
     #[command(flatten)]
     pub api: api::ApiConfig,
-    /// The fan-out routes.
+    /// The features: math, reports, ads, rates, fan-out.
     #[command(flatten)]
-    pub fanout: api::FanoutConfig,
-    /// Heavy math: limits and inline/queued routing.
-    #[command(flatten)]
-    pub math: jobs::math::MathConfig,
-    /// Report statistics: readiness gate and outlier band.
-    #[command(flatten)]
-    pub reports: jobs::reports::ReportsConfig,
-    /// The ad routes' upstream.
-    #[command(flatten)]
-    pub ads: jobs::ads::AdsConfig,
-    /// Currency rates: provider, timetable, look-back.
-    #[command(flatten)]
-    pub rates: jobs::rates::RatesConfig,
+    pub features: FeaturesConfig,
     /// The workers.
     #[command(flatten)]
     pub worker: worker::WorkerConfig,
-    /// The scheduler.
-    #[command(flatten)]
-    pub scheduler: scheduler::SchedulerConfig,
 }
 
 /// Which parts of Conveyor a process runs.
@@ -68,7 +58,7 @@ pub enum Role {
     Scheduler,
 }
 
-/// Connected backends of a process.
+/// Connected backends of a process, and what its features share.
 #[derive(Debug, Clone)]
 pub struct Backends {
     /// Job records.
@@ -77,10 +67,14 @@ pub struct Backends {
     pub queue: Queue,
     /// Process metrics.
     pub metrics: Metrics,
+    /// The features' settings, metrics and upstream clients.
+    pub features: Features,
+    /// Every job kind of this build.
+    pub registry: Registry,
 }
 
 async fn database(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
-    jobs::db::connect(
+    engine::db::connect(
         &config.backends.database_url,
         config.backends.database_max_connections,
         config.backends.database_acquire_timeout(),
@@ -92,7 +86,7 @@ async fn database(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection
 /// Applies pending migrations to the database; touches no queue.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let db = database(config).await?;
-    jobs::db::migrate(&db).await?;
+    engine::db::migrate(&db).await?;
     db.close().await?;
     Ok(())
 }
@@ -101,13 +95,17 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 pub async fn connect(config: &Config, migrate: bool) -> anyhow::Result<Backends> {
     let db = database(config).await?;
     if migrate {
-        jobs::db::migrate(&db).await?;
+        engine::db::migrate(&db).await?;
     }
     let queue = Queue::connect(&config.backends, &config.delivery, &db).await?;
+    let metrics = Metrics::new();
+    let features = Features::new(config.features.clone(), &metrics);
     Ok(Backends {
-        store: JobStore::new(db, config.api.idempotency_window()),
+        store: JobStore::new(db, config.backends.idempotency_window()),
         queue,
-        metrics: Metrics::new(),
+        registry: features::registry(&features),
+        features,
+        metrics,
     })
 }
 
@@ -130,19 +128,12 @@ pub async fn run(
         let state = api::AppState {
             store: backends.store.clone(),
             queue: backends.queue.clone(),
+            queues: backends.registry.queues(),
             metrics: backends.metrics.clone(),
             config: config.api.clone(),
             delivery: config.delivery.clone(),
-            fanout: api::fanout::FanoutState::new(config.fanout.clone()),
-            math: config.math.clone(),
-            reports: config.reports.clone(),
-            ads: config.ads.clone(),
-            rates: config.rates.clone(),
-            housekeeping: api::schedules::HousekeepingSettings {
-                interval: config.scheduler.housekeeping_interval(),
-                stuck_after: config.scheduler.stuck_after(),
-                retention: config.scheduler.retention(),
-            },
+            housekeeping: config.housekeeping.clone(),
+            features: backends.features.clone(),
         };
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -155,12 +146,9 @@ pub async fn run(
         let executor = worker::executor::Executor::new(
             backends.store.clone(),
             backends.queue.clone(),
+            backends.registry.clone(),
             config.delivery.clone(),
-            worker::handlers::Context {
-                math: config.math.clone(),
-                metrics: backends.metrics.clone(),
-                rates: jobs::rates::provider::from_config(&config.rates),
-            },
+            backends.metrics.clone(),
         );
         let queue = backends.queue.clone();
         let worker_config = config.worker.clone();
@@ -175,8 +163,9 @@ pub async fn run(
         let scheduler = scheduler::Scheduler {
             store: backends.store.clone(),
             queue: backends.queue.clone(),
-            config: config.scheduler.clone(),
-            rates: config.rates.clone(),
+            queues: backends.registry.queues(),
+            housekeeping: config.housekeeping.clone(),
+            rates: config.features.rates.clone(),
             max_attempts: config.delivery.max_attempts,
         };
         let stop = shutdown.clone();

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use jobs::JobKind;
-use jobs::ads::{AdCountArgs, AdEvent, AdsConfig, counters};
+use features::ads::{AdCountArgs, AdEvent, AdsConfig, Count, Scope, counters};
 use poem::{IntoResponse, Request, Response};
 use poem_openapi::param::Query;
 use poem_openapi::payload::{Json, Payload};
@@ -13,7 +12,7 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use serde_json::{Value, json};
 
-use crate::enqueue::enqueue;
+use crate::enqueue::{EnqueueError, enqueue};
 use crate::state::AppState;
 
 #[derive(Tags)]
@@ -164,7 +163,7 @@ struct AdParams<'a>([&'a Option<String>; 5]);
 impl AdParams<'_> {
     /// The username and SDK version, or the old service's message naming what is
     /// missing (empty counts as missing), or a message naming what is unusable.
-    fn validate(&self) -> Result<(String, String), String> {
+    fn validate(&self) -> Result<(String, String), BadParams> {
         let missing: Vec<&str> = REQUIRED
             .iter()
             .zip(self.0.iter())
@@ -172,7 +171,7 @@ impl AdParams<'_> {
             .map(|(name, _)| *name)
             .collect();
         if !missing.is_empty() {
-            return Err(missing_message(&missing));
+            return Err(BadParams(missing_message(&missing)));
         }
         // Postgres text cannot hold NUL; refused on every backend alike.
         if let Some((name, _)) = REQUIRED
@@ -180,28 +179,40 @@ impl AdParams<'_> {
             .zip(self.0.iter())
             .find(|(_, v)| v.as_deref().is_some_and(|v| v.contains('\0')))
         {
-            return Err(format!("{name} must not contain NUL characters"));
+            return Err(BadParams(format!("{name} must not contain NUL characters")));
         }
         let value = |i: usize| self.0[i].clone().unwrap_or_default();
         let (username, sdk_version) = (value(3), value(0));
         for (name, key) in [("username", &username), ("sdk_version", &sdk_version)] {
             if key.chars().count() > MAX_KEY_CHARS {
-                return Err(format!("{name} must be at most {MAX_KEY_CHARS} characters"));
+                return Err(BadParams(format!(
+                    "{name} must be at most {MAX_KEY_CHARS} characters"
+                )));
             }
         }
         Ok((username, sdk_version))
     }
 }
 
+/// Parameters the old service would refuse; the message is its 400 body's.
+#[derive(Debug)]
+struct BadParams(String);
+
+impl From<BadParams> for String {
+    fn from(bad: BadParams) -> String {
+        bad.0
+    }
+}
+
 impl AdsApi {
     /// The routes over `state`; one pooled client for the VAST server.
     pub fn new(state: AppState) -> Self {
-        let client = jobs::http::client(Duration::from_millis(state.ads.vast_timeout_ms));
+        let client = engine::http::client(Duration::from_millis(state.ads().vast_timeout_ms));
         AdsApi { state, client }
     }
 
     fn config(&self) -> &AdsConfig {
-        &self.state.ads
+        self.state.ads()
     }
 
     async fn count(
@@ -209,17 +220,14 @@ impl AdsApi {
         event: AdEvent,
         username: String,
         sdk_version: String,
-    ) -> Result<(), String> {
+    ) -> Result<(), EnqueueError> {
         let args = AdCountArgs {
             event,
             username,
             sdk_version,
         };
-        let args = serde_json::to_value(args).map_err(|e| e.to_string())?;
-        enqueue(&self.state, JobKind::AdsCount, args, None, "ads")
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        enqueue::<Count>(&self.state, &args, None, "ads").await?;
+        Ok(())
     }
 }
 
@@ -249,7 +257,7 @@ impl AdsApi {
             Err(text) => return AdAnswer::BadRequest(message(false, text)),
         };
         if let Err(err) = self.count(AdEvent::AdRequest, username, sdk).await {
-            return AdAnswer::Unavailable(message(false, err));
+            return AdAnswer::Unavailable(message(false, err.to_string()));
         }
         match self.client.get(&self.config().vast_url).send().await {
             Ok(response) if response.status() == reqwest::StatusCode::OK => {
@@ -298,7 +306,7 @@ impl AdsApi {
         };
         match self.count(AdEvent::Impression, username, sdk).await {
             Ok(()) => ImpressionAnswer::Ok(message(true, "Successfully fetched")),
-            Err(err) => ImpressionAnswer::Unavailable(message(false, err)),
+            Err(err) => ImpressionAnswer::Unavailable(message(false, err.to_string())),
         }
     }
 
@@ -322,7 +330,11 @@ impl AdsApi {
                 missing_message(&["username", "sdk"]),
             ));
         };
-        let scope = if name == "username" { "user" } else { "sdk" };
+        let scope = if name == "username" {
+            Scope::User
+        } else {
+            Scope::Sdk
+        };
         // `/ad` and `/impression` refuse NUL, so no such key is counted (and Postgres
         // would refuse the query).
         if key.contains('\0') {

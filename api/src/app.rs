@@ -32,7 +32,7 @@ pub fn app(state: AppState) -> impl Endpoint {
             MathApi::new(state.clone()),
             RatesApi::new(state.clone()),
             crate::schedules::SchedulesApi::new(state.clone()),
-            FanoutApi::new(state.fanout.clone()),
+            FanoutApi::new(state.features.fanouts.clone()),
         ),
         "Conveyor",
         env!("CARGO_PKG_VERSION"),

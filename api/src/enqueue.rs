@@ -1,9 +1,6 @@
 //! Enqueuing: a `queued` job record, then its first task on the queue.
 
-use jobs::JobKind;
-use jobs::store::{Created, JobRecord, NewJob};
-use jobs::submit::{SubmitError, submit};
-use serde_json::Value;
+use engine::{Job, JobRecord, NewJob, SubmitError, submit};
 
 use crate::error::ErrorBody;
 use crate::state::AppState;
@@ -22,6 +19,9 @@ pub enum EnqueueError {
     /// The `Idempotency-Key` header is unusable.
     #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters")]
     BadKey,
+    /// The arguments could not be encoded.
+    #[error("the job's arguments could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
     /// The database or the queue did not take the job.
     #[error(transparent)]
     Unavailable(#[from] SubmitError),
@@ -31,20 +31,32 @@ impl EnqueueError {
     /// The status code and JSON body of this error.
     pub fn body(&self) -> (u16, ErrorBody) {
         match self {
-            EnqueueError::BadKey => (400, ErrorBody::new("bad_request", self.to_string())),
+            EnqueueError::BadKey | EnqueueError::Encode(_) => {
+                (400, ErrorBody::new("bad_request", self.to_string()))
+            }
             EnqueueError::Unavailable(_) => (503, ErrorBody::new("unavailable", self.to_string())),
         }
     }
 }
 
-/// Creates a job of `kind` and pushes its first task; an `Idempotency-Key` seen within
-/// its window returns the first job instead.
+/// Creates a job of `J` with `args` and pushes its first task; an `Idempotency-Key`
+/// seen within its window returns the first job instead.
 ///
 /// `scope` (the route) keeps the same key on two routes from colliding.
-pub async fn enqueue(
+pub async fn enqueue<J: Job>(
     state: &AppState,
-    kind: JobKind,
-    args: Value,
+    args: &J::Args,
+    idempotency_key: Option<&str>,
+    scope: &str,
+) -> Result<JobRecord, EnqueueError> {
+    let job = NewJob::of::<J>(args, state.delivery.max_attempts)?;
+    enqueue_job(state, job, idempotency_key, scope).await
+}
+
+/// [`enqueue`] for a job already made (its kind chosen at run time).
+pub async fn enqueue_job(
+    state: &AppState,
+    job: NewJob,
     idempotency_key: Option<&str>,
     scope: &str,
 ) -> Result<JobRecord, EnqueueError> {
@@ -52,20 +64,12 @@ pub async fn enqueue(
         scope.len() + 1 + MAX_IDEMPOTENCY_KEY <= STORED_KEY_MAX,
         "scope '{scope}' leaves too little room for an Idempotency-Key"
     );
-    let idempotency_key = match idempotency_key {
-        None => None,
-        Some(key) if valid_key(key) => Some(format!("{scope} {key}")),
+    let job = match idempotency_key {
+        None => job,
+        Some(key) if valid_key(key) => job.idempotency_key(format!("{scope} {key}")),
         Some(_) => return Err(EnqueueError::BadKey),
     };
-    let job = NewJob {
-        kind,
-        args,
-        max_attempts: state.delivery.max_attempts,
-        idempotency_key,
-    };
-    match submit(&state.store, &state.queue, job).await? {
-        Created::New(job) | Created::Existing(job) => Ok(job),
-    }
+    Ok(submit(&state.store, &state.queue, job).await?.into_record())
 }
 
 fn valid_key(key: &str) -> bool {

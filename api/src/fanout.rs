@@ -2,21 +2,13 @@
 //! unreliable upstream work server under a deadline. Latency-bound, so no queue: the
 //! route drives a `domain::fanout` machine over reqwest calls and timers.
 
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
-use domain::fanout::{Answer, Command, Event, Failure, Fanout, Policy};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
+use domain::fanout::{Answer, Policy};
+use features::fanout::{Busy, Fanouts};
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
-use serde::Deserialize;
-use tokio::sync::Semaphore;
-use tokio::time::{Instant, Sleep};
-
-use crate::config::FanoutConfig;
 
 #[derive(Tags)]
 enum FanoutTags {
@@ -25,10 +17,16 @@ enum FanoutTags {
 }
 
 /// A successful upstream answer: HTTP 200 with `{"time": <integer>}`.
-#[derive(Debug, Clone, PartialEq, Eq, Object, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
 pub struct Work {
     /// What the work server reported.
     pub time: i64,
+}
+
+impl From<features::fanout::Work> for Work {
+    fn from(work: features::fanout::Work) -> Self {
+        Work { time: work.time }
+    }
 }
 
 /// `{"error": "..."}`.
@@ -114,40 +112,10 @@ fn one_bad_request(err: poem::Error) -> OneAnswer {
 }
 
 /// What the fan-out routes share: one pooled client and the in-flight bound.
-#[derive(Debug, Clone)]
-pub struct FanoutState {
-    client: reqwest::Client,
-    config: FanoutConfig,
-    permits: Arc<Semaphore>,
-}
-
-impl FanoutState {
-    /// A client and a bound of `config.max_inflight` upstream requests.
-    pub fn new(config: FanoutConfig) -> Self {
-        jobs::http::install_tls_provider();
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(config.max_ms.min(5_000)))
-            .pool_max_idle_per_host(256)
-            .build()
-            .unwrap_or_default();
-        let permits = Arc::new(Semaphore::new(config.max_inflight));
-        FanoutState {
-            client,
-            config,
-            permits,
-        }
-    }
-
-    /// Upstream requests in flight now.
-    pub fn in_flight(&self) -> usize {
-        self.config.max_inflight - self.permits.available_permits()
-    }
-}
-
 /// Why a fan-out could not run.
 enum Refusal {
     BadTimeout(String),
-    Busy,
+    Busy(Busy),
 }
 
 /// Parses `timeout`: a positive integer number of milliseconds. `None` is allowed only
@@ -176,82 +144,16 @@ fn deadline(raw: Option<&str>, optional: bool, max_ms: u64) -> Result<Duration, 
     }
 }
 
-/// One upstream call: success is HTTP 200 with `{"time": <integer>}`, anything else a
-/// failure (logged, then reported to the machine without detail).
-async fn call(client: reqwest::Client, url: String) -> Result<Work, Failure> {
-    let outcome = async {
-        let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        if status != reqwest::StatusCode::OK {
-            return Err(format!("status {status}"));
-        }
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        serde_json::from_slice::<Work>(&body).map_err(|e| format!("body: {e}"))
-    }
-    .await;
-    outcome.map_err(|reason| {
-        tracing::debug!(%reason, "upstream work request failed");
-        Failure
-    })
-}
-
-impl FanoutState {
-    /// Runs `policy` until it answers or `limit` passes. Returning drops every request
-    /// still in flight (their futures are dropped with `in_flight`).
-    async fn run(&self, policy: Policy, limit: Duration) -> Result<Answer<Work>, Refusal> {
-        // All three permits up front: a fan-out either runs whole or is refused, so the
-        // bound holds without waiting and memory stays bounded under overload.
-        let _permits = self
-            .permits
-            .clone()
-            .try_acquire_many_owned(domain::fanout::FANOUT as u32)
-            .map_err(|_| Refusal::Busy)?;
-        let deadline = tokio::time::sleep_until(Instant::now() + limit);
-        tokio::pin!(deadline);
-        let mut in_flight = FuturesUnordered::new();
-        let mut hedge: Option<Pin<Box<Sleep>>> = None;
-        let (mut machine, mut commands) = Fanout::start(policy);
-        loop {
-            for command in commands.drain(..) {
-                match command {
-                    Command::Fire(id) => {
-                        let call = call(self.client.clone(), self.config.work_url.clone());
-                        in_flight.push(async move { (id, call.await) });
-                    }
-                    Command::StartHedgeTimer(after) => {
-                        hedge = Some(Box::pin(tokio::time::sleep(after)));
-                    }
-                    Command::Answer(answer) => return Ok(answer),
-                }
-            }
-            let event = tokio::select! {
-                // Finished requests first: a success that is ready when the deadline
-                // also fires arrived within the timeout and must count.
-                biased;
-                Some((request, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
-                    Event::Finished { request, outcome }
-                }
-                () = &mut deadline => Event::Deadline,
-                () = async { if let Some(timer) = hedge.as_mut() { timer.await } }, if hedge.is_some() => {
-                    hedge = None;
-                    Event::HedgeTimer
-                }
-            };
-            commands = machine.on_event(event);
-        }
-    }
-}
-
 /// The fan-out routes.
 #[derive(Debug, Clone)]
 pub struct FanoutApi {
-    state: FanoutState,
+    fanouts: Fanouts,
 }
 
 impl FanoutApi {
-    /// The routes over `state`.
-    pub fn new(state: FanoutState) -> Self {
-        FanoutApi { state }
+    /// The routes over `fanouts`.
+    pub fn new(fanouts: Fanouts) -> Self {
+        FanoutApi { fanouts }
     }
 
     /// Validates `timeout` and runs `policy` under it.
@@ -261,8 +163,13 @@ impl FanoutApi {
         timeout: Option<&str>,
         optional: bool,
     ) -> Result<Answer<Work>, Refusal> {
-        let limit = deadline(timeout, optional, self.state.config.max_ms)?;
-        self.state.run(policy, limit).await
+        let limit = deadline(timeout, optional, self.fanouts.config().max_ms)?;
+        let answer = self
+            .fanouts
+            .run(policy, limit)
+            .await
+            .map_err(Refusal::Busy)?;
+        Ok(answer.map(Work::from))
     }
 
     async fn one(&self, policy: Policy, timeout: Option<&str>, optional: bool) -> OneAnswer {
@@ -276,13 +183,9 @@ impl FanoutApi {
                 OneAnswer::Timeout(error("the timeout passed before any request succeeded"))
             }
             Err(Refusal::BadTimeout(message)) => OneAnswer::BadRequest(error(message)),
-            Err(Refusal::Busy) => OneAnswer::Busy(error(busy_message())),
+            Err(Refusal::Busy(busy)) => OneAnswer::Busy(error(busy.to_string())),
         }
     }
-}
-
-fn busy_message() -> String {
-    "too many upstream requests in flight; try again shortly".to_owned()
 }
 
 #[OpenApi(tag = "FanoutTags::Fanout")]
@@ -299,7 +202,7 @@ impl FanoutApi {
                 AllAnswer::Timeout(error("the timeout passed before every request finished"))
             }
             Err(Refusal::BadTimeout(message)) => AllAnswer::BadRequest(error(message)),
-            Err(Refusal::Busy) => AllAnswer::Busy(error(busy_message())),
+            Err(Refusal::Busy(busy)) => AllAnswer::Busy(error(busy.to_string())),
         }
     }
 
@@ -323,7 +226,7 @@ impl FanoutApi {
             // This policy answers only with its list; no upstream outcome is an error.
             Ok(Answer::AllFailed | Answer::DeadlineExceeded) => WithinAnswer::Ok(Json(Vec::new())),
             Err(Refusal::BadTimeout(message)) => WithinAnswer::BadRequest(error(message)),
-            Err(Refusal::Busy) => WithinAnswer::Busy(error(busy_message())),
+            Err(Refusal::Busy(busy)) => WithinAnswer::Busy(error(busy.to_string())),
         }
     }
 
@@ -333,7 +236,7 @@ impl FanoutApi {
     #[oai(path = "/api/smart", method = "get")]
     async fn smart(&self, timeout: Query<Option<String>>) -> OneAnswer {
         let policy = Policy::Smart {
-            hedge_after: Duration::from_millis(self.state.config.hedge_ms),
+            hedge_after: Duration::from_millis(self.fanouts.config().hedge_ms),
         };
         self.one(policy, timeout.0.as_deref(), true).await
     }

@@ -1,11 +1,9 @@
 //! `/jobs…` and `/queues`: job records, operator actions, queue overview.
 
 use chrono::{DateTime, Utc};
-use domain::job::JobStatus;
-use jobs::JobKind;
-use jobs::envelope::Envelope;
-use jobs::kind::NoopArgs;
-use jobs::store::{JobFilter, JobRecord, OperatorOutcome};
+use engine::store::{JobFilter, OperatorOutcome};
+use engine::{JobId, JobRecord, JobStatus, Task};
+use features::system::{Noop, NoopArgs};
 use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -63,20 +61,20 @@ pub struct JobView {
 impl From<JobRecord> for JobView {
     fn from(r: JobRecord) -> Self {
         JobView {
-            id: r.id,
+            id: r.id.to_string(),
             kind: r.kind,
             queue: r.queue,
             args: r.args,
-            status: r.status,
-            attempts: r.attempts,
-            max_attempts: r.max_attempts,
+            status: r.status.as_str().to_owned(),
+            attempts: i32::try_from(r.attempts).unwrap_or(i32::MAX),
+            max_attempts: i32::try_from(r.max_attempts).unwrap_or(i32::MAX),
             result: r.result,
             error: r.error,
             worker: r.worker,
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
-            elapsed_ms: r.elapsed_ms,
+            elapsed_ms: r.elapsed_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
             run_at: r.run_at,
         }
     }
@@ -294,7 +292,12 @@ impl From<Result<JobRecord, EnqueueError>> for EnqueueAnswer {
         match result {
             Ok(job) => {
                 let location = format!("/jobs/{}", job.id);
-                EnqueueAnswer::Accepted(Json(Accepted { job_id: job.id }), location)
+                EnqueueAnswer::Accepted(
+                    Json(Accepted {
+                        job_id: job.id.to_string(),
+                    }),
+                    location,
+                )
             }
             Err(err) => err.into(),
         }
@@ -342,16 +345,21 @@ fn unavailable(err: impl std::fmt::Display) -> Json<ErrorBody> {
     ))
 }
 
-/// Whether `id` can name a job. Ids are ULIDs; a NUL character, which Postgres text
-/// refuses (the query would fail as if the database were down), never names one.
-fn may_exist(id: &str) -> bool {
-    !id.contains('\0')
+/// What a `before` that is no job id is told.
+const BEFORE_IS_AN_ID: &str =
+    "before must be a job id (a 26-character ULID), as next_before hands out";
+
+/// The job `id` names, if it can name one: ids are ULIDs, and any other text
+/// names no job (and never reaches the database).
+fn job_id(id: &str) -> Result<JobId, Json<ErrorBody>> {
+    id.parse().map_err(|_| not_found(id))
 }
 
 fn not_found(id: &str) -> Json<ErrorBody> {
+    let shown: String = id.chars().take(40).collect();
     Json(ErrorBody::new(
         "not_found",
-        format!("no job with id '{id}'"),
+        format!("no job with id '{shown}'"),
     ))
 }
 
@@ -360,10 +368,11 @@ impl JobsApi {
     /// One job record.
     #[oai(path = "/jobs/:id", method = "get")]
     async fn get_job(&self, id: Path<String>) -> JobAnswer {
-        if !may_exist(&id) {
-            return JobAnswer::NotFound(not_found(&id));
-        }
-        match self.state.store.get(&id).await {
+        let job = match job_id(&id) {
+            Ok(job) => job,
+            Err(missing) => return JobAnswer::NotFound(missing),
+        };
+        match self.state.store.get(job).await {
             Ok(Some(job)) => JobAnswer::Ok(Json(Box::new(job.into()))),
             Ok(None) => JobAnswer::NotFound(not_found(&id)),
             Err(err) => JobAnswer::Unavailable(unavailable(err)),
@@ -387,15 +396,18 @@ impl JobsApi {
                 format!("limit must be between 1 and {max}"),
             )));
         }
+        // A cursor is an id we handed out, so anything else is a mistake.
+        let before = match before.0.as_deref().map(str::parse::<JobId>).transpose() {
+            Ok(before) => before,
+            Err(_) => {
+                return PageAnswer::BadRequest(Json(ErrorBody::new(
+                    "bad_request",
+                    BEFORE_IS_AN_ID,
+                )));
+            }
+        };
         // NUL, which Postgres text refuses (the query would fail as if the database
-        // were down), is in no kind: such a filter matches nothing. A cursor is an id
-        // we handed out, so one with NUL is a mistake.
-        if before.0.as_deref().is_some_and(|b| b.contains('\0')) {
-            return PageAnswer::BadRequest(Json(ErrorBody::new(
-                "bad_request",
-                "before must not contain NUL characters",
-            )));
-        }
+        // were down), is in no kind: such a filter matches nothing.
         if kind.0.as_deref().is_some_and(|k| k.contains('\0')) {
             return PageAnswer::Ok(Json(JobPage {
                 jobs: Vec::new(),
@@ -405,13 +417,13 @@ impl JobsApi {
         let filter = JobFilter {
             status: status.0.map(Into::into),
             kind: kind.0,
-            before: before.0,
+            before,
             limit,
         };
         match self.state.store.list(&filter).await {
             Ok(jobs) => {
                 let next_before = if jobs.len() as u64 == limit {
-                    jobs.last().map(|j| j.id.clone())
+                    jobs.last().map(|j| j.id.to_string())
                 } else {
                     None
                 };
@@ -431,10 +443,11 @@ impl JobsApi {
         if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
             return CancelAnswer::Unauthorized(body, CHALLENGE.to_owned());
         }
-        if !may_exist(&id) {
-            return CancelAnswer::NotFound(not_found(&id));
-        }
-        match self.state.store.cancel(&id).await {
+        let job = match job_id(&id) {
+            Ok(job) => job,
+            Err(missing) => return CancelAnswer::NotFound(missing),
+        };
+        match self.state.store.cancel(job).await {
             Ok(OperatorOutcome::Done(job)) => {
                 CancelAnswer::Cancelled(Json(Box::new((*job).into())))
             }
@@ -458,11 +471,12 @@ impl JobsApi {
         if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
             return RetryAnswer::Unauthorized(body, CHALLENGE.to_owned());
         }
-        if !may_exist(&id) {
-            return RetryAnswer::NotFound(not_found(&id));
-        }
+        let job = match job_id(&id) {
+            Ok(job) => job,
+            Err(missing) => return RetryAnswer::NotFound(missing),
+        };
         let extra = self.state.delivery.max_attempts;
-        let job = match self.state.store.retry_by_hand(&id, extra).await {
+        let job = match self.state.store.retry_by_hand(job, extra).await {
             Ok(OperatorOutcome::Done(job)) => *job,
             Ok(OperatorOutcome::NotFound) => return RetryAnswer::NotFound(not_found(&id)),
             Ok(OperatorOutcome::Conflict(status)) => {
@@ -479,7 +493,7 @@ impl JobsApi {
         match self
             .state
             .queue
-            .push(&Envelope::of(&job), std::time::Duration::ZERO)
+            .push(&Task::of(&job), std::time::Duration::ZERO)
             .await
         {
             Ok(_) => RetryAnswer::Requeued(Json(Box::new(job.into()))),
@@ -499,10 +513,12 @@ impl JobsApi {
             Ok(counts) => counts,
             Err(err) => return QueuesAnswer::Unavailable(unavailable(err)),
         };
-        let mut views: Vec<QueueView> = jobs::kind::all_queues()
-            .into_iter()
+        let mut views: Vec<QueueView> = self
+            .state
+            .queues
+            .iter()
             .map(|q| QueueView {
-                queue: q.to_owned(),
+                queue: (*q).to_owned(),
                 ..QueueView::default()
             })
             .collect();
@@ -518,14 +534,14 @@ impl JobsApi {
                 }
             };
             let view = &mut views[index];
-            match count.status.parse::<JobStatus>() {
-                Ok(JobStatus::Queued) => view.queued = count.count,
-                Ok(JobStatus::Running) => view.running = count.count,
-                Ok(JobStatus::Succeeded) => view.succeeded = count.count,
-                Ok(JobStatus::Failed) => view.failed = count.count,
-                Ok(JobStatus::Dead) => view.dead = count.count,
-                Ok(JobStatus::Cancelled) => view.cancelled = count.count,
-                Err(_) => {}
+            let n = i64::try_from(count.count).unwrap_or(i64::MAX);
+            match count.status {
+                JobStatus::Queued => view.queued = n,
+                JobStatus::Running => view.running = n,
+                JobStatus::Succeeded => view.succeeded = n,
+                JobStatus::Failed => view.failed = n,
+                JobStatus::Dead => view.dead = n,
+                JobStatus::Cancelled => view.cancelled = n,
             }
         }
         for view in &mut views {
@@ -559,19 +575,9 @@ impl JobsApi {
             sleep_ms: body.sleep_ms,
             fail_times: body.fail_times,
         };
-        let args = match serde_json::to_value(args) {
-            Ok(args) => args,
-            Err(err) => {
-                return EnqueueAnswer::BadRequest(Json(ErrorBody::new(
-                    "bad_request",
-                    err.to_string(),
-                )));
-            }
-        };
-        enqueue(
+        enqueue::<Noop>(
             &self.state,
-            JobKind::SystemNoop,
-            args,
+            &args,
             idempotency_key.0.as_deref(),
             "POST /jobs/noop",
         )

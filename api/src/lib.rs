@@ -37,5 +37,5 @@ pub mod system;
 pub mod ui;
 
 pub use app::{app, serve};
-pub use config::{ApiConfig, FanoutConfig};
+pub use config::ApiConfig;
 pub use state::AppState;

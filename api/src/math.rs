@@ -7,8 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use domain::pyint::parse_int;
-use jobs::math::{Algo, MathArgs, MathConfig, compute};
+use domain::pyint::{PyIntError, parse_int};
+use engine::{JobId, JobStatus};
+use features::math::{Algo, MathArgs, MathConfig, cached, compute};
 use num_bigint::Sign;
 use num_traits::ToPrimitive;
 use poem::{IntoResponse, Response};
@@ -17,7 +18,7 @@ use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 
-use crate::enqueue::enqueue;
+use crate::enqueue::enqueue_job;
 use crate::error::ErrorBody;
 use crate::jobs::{Accepted, EnqueueAnswer};
 use crate::state::AppState;
@@ -132,13 +133,23 @@ fn math_bad_request(err: poem::Error) -> MathAnswer {
     MathAnswer::BadRequest(failed("unknown", err.to_string()))
 }
 
+/// A parameter the old service refused, with its message.
+#[derive(Debug, thiserror::Error)]
+enum BadParameter {
+    #[error("Bad input")]
+    Missing,
+    #[error(transparent)]
+    NotAnInteger(#[from] PyIntError),
+    #[error("Negative Integer")]
+    Negative,
+}
+
 /// Parses one parameter the way the old service did: missing → `Bad input`, else
 /// Python's `int()` rules and message, then `Negative Integer`.
-fn parameter(raw: Option<&str>) -> Result<u64, String> {
-    let raw = raw.ok_or_else(|| "Bad input".to_owned())?;
-    let value = parse_int(raw).map_err(|e| e.to_string())?;
+fn parameter(raw: Option<&str>) -> Result<u64, BadParameter> {
+    let value = parse_int(raw.ok_or(BadParameter::Missing)?)?;
     if value.sign() == Sign::Minus {
-        return Err("Negative Integer".to_owned());
+        return Err(BadParameter::Negative);
     }
     // Beyond u64 is beyond every limit; saturate so that the limit check names it.
     Ok(value.to_u64().unwrap_or(u64::MAX))
@@ -191,17 +202,17 @@ impl MathApi {
     }
 
     fn config(&self) -> &MathConfig {
-        &self.state.math
+        self.state.math()
     }
 
     /// Cache, inline, or queue-and-wait.
     async fn answer(&self, args: MathArgs) -> MathAnswer {
         let algo = args.algo.as_str();
-        if let Err(message) = self.config().check(&args) {
-            return MathAnswer::BadRequest(failed(algo, message));
+        if let Err(over) = self.config().check(&args) {
+            return MathAnswer::BadRequest(failed(algo, over.to_string()));
         }
         let key = args.cache_key();
-        match jobs::math::cached(self.state.store.db(), &key).await {
+        match cached(self.state.store.db(), &key).await {
             Ok(Some(hit)) => {
                 return MathAnswer::Ok(MathSuccess {
                     algo: args.algo,
@@ -221,13 +232,16 @@ impl MathApi {
             let computed = tokio::task::spawn_blocking(move || compute(&config, &args)).await;
             return match computed {
                 Ok(Ok(computed)) => {
-                    self.state.metrics.math(algo, computed.elapsed);
+                    self.state
+                        .features
+                        .math_metrics
+                        .observe(args.algo, computed.elapsed);
                     MathAnswer::Ok(MathSuccess {
                         algo: args.algo,
                         digits: computed.digits,
                     })
                 }
-                Ok(Err(message)) => MathAnswer::BadRequest(failed(algo, message)),
+                Ok(Err(over)) => MathAnswer::BadRequest(failed(algo, over.to_string())),
                 Err(err) => MathAnswer::Failed(failed(algo, format!("computation aborted: {err}"))),
             };
         }
@@ -235,29 +249,29 @@ impl MathApi {
             Ok(job) => job,
             Err(answer) => return answer,
         };
-        self.wait_for(args, &job).await
+        self.wait_for(args, job).await
     }
 
-    async fn enqueue(&self, args: MathArgs, key: Option<&str>) -> Result<String, MathAnswer> {
+    async fn enqueue(&self, args: MathArgs, key: Option<&str>) -> Result<JobId, MathAnswer> {
         let algo = args.algo.as_str();
-        let json = serde_json::to_value(args)
+        let job = args
+            .new_job(self.state.delivery.max_attempts)
             .map_err(|e| MathAnswer::Failed(failed(algo, format!("encoding arguments: {e}"))))?;
-        match enqueue(&self.state, args.algo.kind(), json, key, "math").await {
+        match enqueue_job(&self.state, job, key, "math").await {
             Ok(job) => Ok(job.id),
             Err(err) => Err(MathAnswer::Unavailable(failed(algo, err.to_string()))),
         }
     }
 
     /// Waits up to `MATH_WAIT_MS` for the job, then answers with its value or 202.
-    async fn wait_for(&self, args: MathArgs, job_id: &str) -> MathAnswer {
+    async fn wait_for(&self, args: MathArgs, job_id: JobId) -> MathAnswer {
         let algo = args.algo.as_str();
         let deadline = Instant::now() + self.config().wait();
         let mut pause = Duration::from_millis(5);
         loop {
             match self.state.store.get(job_id).await {
-                Ok(Some(job)) if job.status == "succeeded" => {
-                    return match jobs::math::cached(self.state.store.db(), &args.cache_key()).await
-                    {
+                Ok(Some(job)) if job.status == JobStatus::Succeeded => {
+                    return match cached(self.state.store.db(), &args.cache_key()).await {
                         Ok(Some(hit)) => MathAnswer::Ok(MathSuccess {
                             algo: args.algo,
                             digits: hit.digits,
@@ -272,7 +286,7 @@ impl MathApi {
                         )),
                     };
                 }
-                Ok(Some(job)) if job.status == "dead" => {
+                Ok(Some(job)) if job.status == JobStatus::Dead => {
                     let error = job.error.unwrap_or_default();
                     return MathAnswer::Failed(failed(
                         algo,
@@ -291,7 +305,7 @@ impl MathApi {
             if now >= deadline {
                 return MathAnswer::Accepted(
                     Json(Accepted {
-                        job_id: job_id.to_owned(),
+                        job_id: job_id.to_string(),
                     }),
                     format!("/jobs/{job_id}"),
                 );
@@ -316,7 +330,7 @@ impl MathApi {
                 })
                 .await
             }
-            Err(message) => MathAnswer::BadRequest(failed("factorial", message)),
+            Err(bad) => MathAnswer::BadRequest(failed("factorial", bad.to_string())),
         }
     }
 
@@ -332,7 +346,7 @@ impl MathApi {
                 })
                 .await
             }
-            Err(message) => MathAnswer::BadRequest(failed("fibonacci", message)),
+            Err(bad) => MathAnswer::BadRequest(failed("fibonacci", bad.to_string())),
         }
     }
 
@@ -350,7 +364,7 @@ impl MathApi {
                 })
                 .await
             }
-            Err(message) => MathAnswer::BadRequest(failed("ackermann", message)),
+            Err(bad) => MathAnswer::BadRequest(failed("ackermann", bad.to_string())),
         }
     }
 
@@ -379,11 +393,14 @@ impl MathApi {
             (_, None) => None,
         };
         let args = MathArgs { algo, m, n: body.n };
-        if let Err(message) = self.config().check(&args) {
-            return EnqueueAnswer::BadRequest(Json(ErrorBody::new("bad_request", message)));
+        if let Err(over) = self.config().check(&args) {
+            return EnqueueAnswer::BadRequest(Json(ErrorBody::new(
+                "bad_request",
+                over.to_string(),
+            )));
         }
-        let json = match serde_json::to_value(args) {
-            Ok(json) => json,
+        let job = match args.new_job(self.state.delivery.max_attempts) {
+            Ok(job) => job,
             Err(err) => {
                 return EnqueueAnswer::BadRequest(Json(ErrorBody::new(
                     "bad_request",
@@ -391,10 +408,9 @@ impl MathApi {
                 )));
             }
         };
-        enqueue(
+        enqueue_job(
             &self.state,
-            algo.kind(),
-            json,
+            job,
             idempotency_key.0.as_deref(),
             "POST /jobs/math",
         )

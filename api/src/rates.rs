@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, Utc};
-use jobs::JobKind;
-use jobs::rates::provider::is_currency_code;
-use jobs::rates::store::{self, Rates};
-use jobs::rates::{BASE, IngestReason, RatesArgs};
+use features::rates::provider::is_currency_code;
+use features::rates::store::{self, Rates};
+use features::rates::{BASE, Ingest, IngestReason, RatesArgs};
 use poem::Request;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use sea_orm::DbErr;
 
 use crate::auth::{CHALLENGE, Unauthorized, authorize};
 use crate::enqueue::{EnqueueError, enqueue};
@@ -167,30 +167,41 @@ fn unavailable(err: impl std::fmt::Display) -> Json<ErrorBody> {
     ))
 }
 
+/// A query parameter the route cannot take; the message names it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadParam(String);
+
+impl From<BadParam> for String {
+    fn from(bad: BadParam) -> String {
+        bad.0
+    }
+}
+
 /// `YYYY-MM-DD`, naming the parameter when it is not.
-fn parse_date(name: &str, value: Option<&str>) -> Result<Option<NaiveDate>, String> {
+fn parse_date(name: &str, value: Option<&str>) -> Result<Option<NaiveDate>, BadParam> {
     match value.map(str::trim) {
         None | Some("") => Ok(None),
         Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .map(Some)
-            .map_err(|_| format!("{name} '{text}' is not a date (YYYY-MM-DD)")),
+            .map_err(|_| BadParam(format!("{name} '{text}' is not a date (YYYY-MM-DD)"))),
     }
 }
 
 /// A currency code, upper-cased; the message names the parameter.
-fn parse_code(name: &str, value: &str) -> Result<String, String> {
+fn parse_code(name: &str, value: &str) -> Result<String, BadParam> {
     let code = value.trim().to_ascii_uppercase();
     if is_currency_code(&code) {
         Ok(code)
     } else {
-        Err(format!(
+        Err(BadParam(format!(
             "{name} '{value}' is not a currency code (three letters, e.g. USD)"
-        ))
+        )))
     }
 }
 
 /// `USD,GBP` → the codes; absent or empty → none (all currencies).
-fn parse_symbols(value: Option<&str>) -> Result<Vec<String>, String> {
+fn parse_symbols(value: Option<&str>) -> Result<Vec<String>, BadParam> {
     match value.map(str::trim) {
         None | Some("") => Ok(Vec::new()),
         Some(list) => list.split(',').map(|s| parse_code("symbol", s)).collect(),
@@ -206,8 +217,12 @@ fn rate_of(rates: &Rates, code: &str) -> Option<f64> {
     }
 }
 
+/// A currency the day asked for does not quote.
+#[derive(Debug)]
+struct NotQuoted(String);
+
 /// Keeps only `symbols` (all when empty); the first symbol not quoted is the error.
-fn select(rates: Rates, symbols: &[String]) -> Result<Rates, String> {
+fn select(rates: Rates, symbols: &[String]) -> Result<Rates, NotQuoted> {
     if symbols.is_empty() {
         return Ok(rates);
     }
@@ -216,7 +231,7 @@ fn select(rates: Rates, symbols: &[String]) -> Result<Rates, String> {
         .map(|code| {
             rate_of(&rates, code)
                 .map(|rate| (code.clone(), rate))
-                .ok_or_else(|| code.clone())
+                .ok_or_else(|| NotQuoted(code.clone()))
         })
         .collect()
 }
@@ -247,7 +262,7 @@ impl RatesApi {
         RatesApi { state }
     }
 
-    async fn find_day(&self, date: Option<NaiveDate>) -> Result<Found, jobs::store::DbErr> {
+    async fn find_day(&self, date: Option<NaiveDate>) -> Result<Found, DbErr> {
         let db = self.state.store.db();
         let date = match date {
             Some(date) => date,
@@ -269,7 +284,7 @@ impl RatesApi {
         from: Option<NaiveDate>,
         to: Option<NaiveDate>,
         symbols: &[String],
-    ) -> Result<Vec<RatesDay>, jobs::store::DbErr> {
+    ) -> Result<Vec<RatesDay>, DbErr> {
         let days = store::days(self.state.store.db(), from, to).await?;
         let list = days
             .into_iter()
@@ -310,7 +325,7 @@ impl RatesApi {
         match self.find_day(date).await {
             Ok(Found::Day(date, rates)) => match select(rates, &symbols) {
                 Ok(rates) => DayAnswer::Ok(Json(day_of(date, rates))),
-                Err(code) => {
+                Err(NotQuoted(code)) => {
                     DayAnswer::NotFound(not_found(format!("no rate for {code} on {date}")))
                 }
             },
@@ -434,7 +449,7 @@ impl RatesApi {
         if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
             return RefreshAnswer::Unauthorized(body, CHALLENGE.to_owned());
         }
-        let today = self.state.rates.date_at(Utc::now());
+        let today = self.state.rates().date_at(Utc::now());
         let date = match parse_date("date", date.0.as_deref()) {
             Ok(date) => date.unwrap_or(today),
             Err(e) => return RefreshAnswer::BadRequest(bad(e)),
@@ -442,7 +457,7 @@ impl RatesApi {
         if date > today {
             return RefreshAnswer::BadRequest(bad(format!(
                 "date {date} is in the future (today is {today} in {})",
-                self.state.rates.tz
+                self.state.rates().tz
             )));
         }
         let args = RatesArgs {
@@ -450,25 +465,16 @@ impl RatesApi {
             reason: IngestReason::Refresh,
             tick: None,
         };
-        let args = match serde_json::to_value(&args) {
-            Ok(args) => args,
-            Err(err) => return RefreshAnswer::BadRequest(bad(err.to_string())),
-        };
         let key = idempotency_key.0.as_deref();
-        match enqueue(
-            &self.state,
-            JobKind::RatesIngest,
-            args,
-            key,
-            "POST /rates/refresh",
-        )
-        .await
-        {
+        match enqueue::<Ingest>(&self.state, &args, key, "POST /rates/refresh").await {
             Ok(job) => {
                 let location = format!("/jobs/{}", job.id);
-                RefreshAnswer::Accepted(Json(Accepted { job_id: job.id }), location)
+                let job_id = job.id.to_string();
+                RefreshAnswer::Accepted(Json(Accepted { job_id }), location)
             }
-            Err(err @ EnqueueError::BadKey) => RefreshAnswer::BadRequest(bad(err.to_string())),
+            Err(err @ (EnqueueError::BadKey | EnqueueError::Encode(_))) => {
+                RefreshAnswer::BadRequest(bad(err.to_string()))
+            }
             Err(err) => {
                 RefreshAnswer::Unavailable(Json(ErrorBody::new("unavailable", err.to_string())))
             }

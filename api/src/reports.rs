@@ -3,8 +3,7 @@
 //! `reports.record` job, and read back from aggregates only.
 
 use chrono::{DateTime, Utc};
-use jobs::JobKind;
-use jobs::reports::{Gate, ReportRecord, ReportsArgs, gate, outliers, statistics};
+use features::reports::{Gate, Record, ReportRecord, ReportsArgs, gate, outliers, statistics};
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -19,6 +18,25 @@ enum ReportTags {
     Reports,
 }
 
+/// What is wrong with a report, and in which field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FieldError {
+    /// The field at fault.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
 /// A server name: 1 to 100 characters, not only spaces, no NUL (which Postgres text
 /// cannot hold).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,18 +47,19 @@ impl ServerName {
     pub const MAX: usize = 100;
 
     /// Parses a server name, or says what is wrong with it.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let bad = |message: String| FieldError::new("server_name", message);
         if raw.trim().is_empty() {
-            return Err("server_name must not be empty".to_owned());
+            return Err(bad("server_name must not be empty".to_owned()));
         }
         if raw.contains('\0') {
-            return Err("server_name must not contain NUL characters".to_owned());
+            return Err(bad("server_name must not contain NUL characters".to_owned()));
         }
         if raw.chars().count() > Self::MAX {
-            return Err(format!(
+            return Err(bad(format!(
                 "server_name must be at most {} characters",
                 Self::MAX
-            ));
+            )));
         }
         Ok(ServerName(raw.to_owned()))
     }
@@ -55,12 +74,12 @@ pub struct ReportWindow {
 
 impl ReportWindow {
     /// Parses both times, or names the field that is wrong.
-    pub fn parse(start: &str, end: &str) -> Result<Self, (&'static str, String)> {
+    pub fn parse(start: &str, end: &str) -> Result<Self, FieldError> {
         let time = |field: &'static str, raw: &str| {
             DateTime::parse_from_rfc3339(raw.trim())
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| {
-                    (
+                    FieldError::new(
                         field,
                         format!("{field} '{raw}' is not an RFC 3339 time ({e}), e.g. 2021-05-17T10:12:33Z"),
                     )
@@ -69,7 +88,7 @@ impl ReportWindow {
         let start = time("start_time", start)?;
         let end = time("end_time", end)?;
         if end < start {
-            return Err(("end_time", "end_time is before start_time".to_owned()));
+            return Err(FieldError::new("end_time", "end_time is before start_time"));
         }
         Ok(ReportWindow { start, end })
     }
@@ -93,21 +112,18 @@ pub struct ReportIn {
     pub end_time: Option<String>,
 }
 
-fn required<'a>(
-    field: &'static str,
-    value: &'a Option<String>,
-) -> Result<&'a str, (&'static str, String)> {
+fn required<'a>(field: &'static str, value: &'a Option<String>) -> Result<&'a str, FieldError> {
     value
         .as_deref()
-        .ok_or_else(|| (field, format!("{field} is required")))
+        .ok_or_else(|| FieldError::new(field, format!("{field} is required")))
 }
 
 impl ReportIn {
-    fn validate(&self) -> Result<ReportRecord, (&'static str, String)> {
+    fn validate(&self) -> Result<ReportRecord, FieldError> {
         let name = required("server_name", &self.server_name)?;
         let start = required("start_time", &self.start_time)?;
         let end = required("end_time", &self.end_time)?;
-        let name = ServerName::parse(name).map_err(|m| ("server_name", m))?;
+        let name = ServerName::parse(name)?;
         let window = ReportWindow::parse(start, end)?;
         Ok(ReportRecord {
             server_name: name.0,
@@ -249,17 +265,14 @@ impl ReportsApi {
         key: Option<&str>,
         scope: &str,
     ) -> SubmitAnswer {
-        let args = match serde_json::to_value(ReportsArgs { reports }) {
-            Ok(args) => args,
-            Err(err) => return SubmitAnswer::BadRequest(report_error(err.to_string())),
-        };
-        match enqueue(&self.state, JobKind::ReportsRecord, args, key, scope).await {
+        match enqueue::<Record>(&self.state, &ReportsArgs { reports }, key, scope).await {
             Ok(job) => {
                 let location = format!("/jobs/{}", job.id);
-                SubmitAnswer::Accepted(Json(Accepted { job_id: job.id }), location)
+                let job_id = job.id.to_string();
+                SubmitAnswer::Accepted(Json(Accepted { job_id }), location)
             }
-            Err(EnqueueError::BadKey) => {
-                SubmitAnswer::BadRequest(report_error(EnqueueError::BadKey.to_string()))
+            Err(err @ (EnqueueError::BadKey | EnqueueError::Encode(_))) => {
+                SubmitAnswer::BadRequest(report_error(err.to_string()))
             }
             Err(err) => SubmitAnswer::Unavailable(report_error(err.to_string())),
         }
@@ -269,8 +282,8 @@ impl ReportsApi {
         Json(NotEnough {
             error: "Not enough reports received".to_owned(),
             total: gate.total,
-            min_total: self.state.reports.min_total,
-            min_per_server: self.state.reports.min_per_server,
+            min_total: self.state.reports().min_total,
+            min_per_server: self.state.reports().min_per_server,
             servers_below_min: gate.servers_below,
         })
     }
@@ -298,9 +311,9 @@ impl ReportsApi {
                 )
                 .await
             }
-            Err((field, error)) => SubmitAnswer::BadRequest(Json(ReportError {
-                error,
-                field: Some(field.to_owned()),
+            Err(fault) => SubmitAnswer::BadRequest(Json(ReportError {
+                error: fault.message,
+                field: Some(fault.field.to_owned()),
                 index: None,
             })),
         }
@@ -314,7 +327,7 @@ impl ReportsApi {
         body: Json<Vec<ReportIn>>,
         #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
     ) -> SubmitAnswer {
-        let max = self.state.reports.batch_max;
+        let max = self.state.reports().batch_max;
         if body.is_empty() || body.len() > max {
             return SubmitAnswer::BadRequest(report_error(format!(
                 "a batch holds 1 to {max} reports, got {}",
@@ -325,10 +338,10 @@ impl ReportsApi {
         for (index, report) in body.iter().enumerate() {
             match report.validate() {
                 Ok(record) => records.push(record),
-                Err((field, error)) => {
+                Err(fault) => {
                     return SubmitAnswer::BadRequest(Json(ReportError {
-                        error: format!("item {index}: {error}"),
-                        field: Some(field.to_owned()),
+                        error: format!("item {index}: {}", fault.message),
+                        field: Some(fault.field.to_owned()),
                         index: Some(index as u64),
                     }));
                 }
@@ -347,7 +360,7 @@ impl ReportsApi {
     #[oai(path = "/process_statistics", method = "get")]
     async fn process_statistics(&self, server_name: Query<Option<String>>) -> StatisticsAnswer {
         let db = self.state.store.db();
-        match gate(db, &self.state.reports).await {
+        match gate(db, self.state.reports()).await {
             Ok(g) if g.open => {}
             Ok(g) => return StatisticsAnswer::NotEnough(self.not_enough(g)),
             Err(err) => return StatisticsAnswer::Unavailable(unavailable(err)),
@@ -378,12 +391,12 @@ impl ReportsApi {
     #[oai(path = "/process_outliers", method = "get")]
     async fn process_outliers(&self) -> OutliersAnswer {
         let db = self.state.store.db();
-        match gate(db, &self.state.reports).await {
+        match gate(db, self.state.reports()).await {
             Ok(g) if g.open => {}
             Ok(g) => return OutliersAnswer::NotEnough(self.not_enough(g)),
             Err(err) => return OutliersAnswer::Unavailable(unavailable(err)),
         }
-        match outliers(db, self.state.reports.outlier_sigmas).await {
+        match outliers(db, self.state.reports().outlier_sigmas).await {
             Ok(names) => OutliersAnswer::Ok(Json(names)),
             Err(err) => OutliersAnswer::Unavailable(unavailable(err)),
         }
@@ -415,19 +428,19 @@ mod tests {
         assert_eq!(
             ReportWindow::parse("yesterday", "2021-05-17T10:00:00Z")
                 .unwrap_err()
-                .0,
+                .field,
             "start_time"
         );
         assert_eq!(
             ReportWindow::parse("2021-05-17T10:00:00Z", "")
                 .unwrap_err()
-                .0,
+                .field,
             "end_time"
         );
-        let (field, message) =
+        let fault =
             ReportWindow::parse("2021-05-17T10:00:01Z", "2021-05-17T10:00:00Z").unwrap_err();
-        assert_eq!(field, "end_time");
-        assert!(message.contains("before"));
+        assert_eq!(fault.field, "end_time");
+        assert!(fault.message.contains("before"));
     }
 
     #[test]

@@ -2,13 +2,11 @@
 //! job records (nothing of its own): the rates timetable with its next tick and the
 //! newest job it made, and housekeeping with its interval.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use jobs::JobKind;
-use jobs::rates::RatesConfig;
-use jobs::store::{JobFilter, JobRecord, Retention};
+use engine::config::HousekeepingConfig;
+use engine::store::{JobFilter, StoreError};
+use engine::{Job, JobRecord};
+use features::rates::Ingest;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use serde_json::Value;
@@ -64,29 +62,17 @@ pub struct ScheduleView {
     pub last_run: Option<LastRun>,
 }
 
-/// The scheduler's housekeeping settings, as this process reads them
-/// (`HOUSEKEEPING_INTERVAL_SECS`, `STUCK_AFTER_SECS`, the retentions): the api does not
-/// depend on the scheduler crate, so `conveyor` copies them out of `SchedulerConfig`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HousekeepingSettings {
-    /// Time between two rounds, as the scheduler runs it.
-    pub interval: Duration,
-    /// Age after which a waiting job is considered stuck.
-    pub stuck_after: Duration,
-    /// How long finished job records are kept.
-    pub retention: Retention,
-}
-
-impl From<HousekeepingSettings> for ScheduleView {
-    fn from(settings: HousekeepingSettings) -> Self {
+impl From<&HousekeepingConfig> for ScheduleView {
+    fn from(settings: &HousekeepingConfig) -> Self {
+        let retention = settings.retention();
         ScheduleView {
             name: HOUSEKEEPING.to_owned(),
             cron: None,
             timezone: None,
-            interval_secs: Some(settings.interval.as_secs()),
-            stuck_after_secs: Some(settings.stuck_after.as_secs()),
-            job_retention_secs: Some(secs_or_zero(settings.retention.succeeded)),
-            dead_job_retention_secs: Some(secs_or_zero(settings.retention.dead)),
+            interval_secs: Some(settings.interval().as_secs()),
+            stuck_after_secs: Some(settings.stuck_after().as_secs()),
+            job_retention_secs: Some(secs_or_zero(retention.succeeded)),
+            dead_job_retention_secs: Some(secs_or_zero(retention.dead)),
             enabled: true,
             next_run: None,
             problem: None,
@@ -96,7 +82,7 @@ impl From<HousekeepingSettings> for ScheduleView {
 }
 
 /// A retention in seconds, 0 for "for good" (as `JOB_RETENTION_SECS` is written).
-fn secs_or_zero(keep: Option<Duration>) -> u64 {
+fn secs_or_zero(keep: Option<std::time::Duration>) -> u64 {
     keep.map_or(0, |d| d.as_secs())
 }
 
@@ -139,10 +125,10 @@ impl From<JobRecord> for LastRun {
     fn from(job: JobRecord) -> Self {
         let (reason, tick) = reason_and_tick(&job.args);
         LastRun {
-            job_id: job.id,
+            job_id: job.id.to_string(),
             created_at: job.created_at,
             finished_at: job.finished_at,
-            status: job.status,
+            status: job.status.as_str().to_owned(),
             error: job.error,
             reason,
             tick,
@@ -161,24 +147,6 @@ pub enum SchedulesAnswer {
     Unavailable(Json<ErrorBody>),
 }
 
-/// The next tick of `RATES_CRON` after `now` in `RATES_TZ` (as the scheduler reads
-/// it), or why there is none.
-fn next_tick(rates: &RatesConfig, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, String> {
-    if !rates.timetable_enabled() {
-        return Ok(None);
-    }
-    let schedule = cron::Schedule::from_str(&rates.cron).map_err(|e| {
-        format!(
-            "RATES_CRON '{}' is not a cron expression with a seconds field: {e}",
-            rates.cron
-        )
-    })?;
-    Ok(schedule
-        .after(&now.with_timezone(&rates.tz))
-        .next()
-        .map(|at| at.with_timezone(&Utc)))
-}
-
 /// The schedule routes.
 #[derive(Debug, Clone)]
 pub struct SchedulesApi {
@@ -191,9 +159,9 @@ impl SchedulesApi {
         SchedulesApi { state }
     }
 
-    async fn rates(&self, now: DateTime<Utc>) -> Result<ScheduleView, jobs::store::DbErr> {
-        let rates = &self.state.rates;
-        let kind = JobKind::RatesIngest.as_str();
+    async fn rates(&self, now: DateTime<Utc>) -> Result<ScheduleView, StoreError> {
+        let rates = self.state.rates();
+        let kind = Ingest::KIND.name;
         let newest = self
             .state
             .store
@@ -203,9 +171,9 @@ impl SchedulesApi {
                 ..JobFilter::default()
             })
             .await?;
-        let (next_run, problem) = match next_tick(rates, now) {
+        let (next_run, problem) = match rates.next_tick(now) {
             Ok(next) => (next, None),
-            Err(problem) => (None, Some(problem)),
+            Err(problem) => (None, Some(problem.to_string())),
         };
         Ok(ScheduleView {
             name: kind.to_owned(),
@@ -234,7 +202,7 @@ impl SchedulesApi {
         match self.rates(Utc::now()).await {
             Ok(rates) => SchedulesAnswer::Ok(Json(vec![
                 rates,
-                ScheduleView::from(self.state.housekeeping),
+                ScheduleView::from(&self.state.housekeeping),
             ])),
             Err(err) => SchedulesAnswer::Unavailable(Json(ErrorBody::new(
                 "unavailable",
@@ -247,6 +215,7 @@ impl SchedulesApi {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use features::rates::{IngestReason, RatesArgs, RatesConfig};
 
     use super::*;
 
@@ -262,9 +231,9 @@ mod tests {
         };
         // Friday 08:30 UTC is 09:30 in Berlin: 09:00 Berlin has passed; next Monday's
         // 09:00 CET is 08:00 UTC.
-        let next = next_tick(&rates, at("2026-11-20T08:30:00Z")).expect("parses");
+        let next = rates.next_tick(at("2026-11-20T08:30:00Z")).expect("parses");
         assert_eq!(next, Some(at("2026-11-23T08:00:00Z")));
-        let utc = next_tick(&RatesConfig::default(), at("2026-11-20T08:30:00Z"));
+        let utc = RatesConfig::default().next_tick(at("2026-11-20T08:30:00Z"));
         assert_eq!(utc, Ok(Some(at("2026-11-20T09:00:00Z"))));
     }
 
@@ -274,24 +243,22 @@ mod tests {
             cron: "off".to_owned(),
             ..RatesConfig::default()
         };
-        assert_eq!(next_tick(&off, Utc::now()), Ok(None));
+        assert_eq!(off.next_tick(Utc::now()), Ok(None));
         let bad = RatesConfig {
             cron: "every day at nine".to_owned(),
             ..RatesConfig::default()
         };
-        let err = next_tick(&bad, Utc::now()).expect_err("not cron");
+        let err = bad.next_tick(Utc::now()).expect_err("not cron").to_string();
         assert!(err.contains("RATES_CRON 'every day at nine'"), "{err}");
     }
 
     #[test]
     fn housekeeping_shows_its_settings_and_no_cron_fields_or_runs() {
-        let view = ScheduleView::from(HousekeepingSettings {
-            interval: Duration::from_secs(45),
-            stuck_after: Duration::from_secs(600),
-            retention: Retention {
-                succeeded: Some(Duration::from_secs(3_600)),
-                dead: None,
-            },
+        let view = ScheduleView::from(&HousekeepingConfig {
+            housekeeping_interval_secs: 45,
+            stuck_after_secs: 600,
+            job_retention_secs: 3_600,
+            dead_job_retention_secs: 0,
         });
         let json = poem_openapi::types::ToJSON::to_json(&view).expect("an object");
         assert_eq!(
@@ -313,9 +280,9 @@ mod tests {
             .with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
             .single()
             .expect("valid instant");
-        let args = serde_json::to_value(jobs::rates::RatesArgs {
+        let args = serde_json::to_value(RatesArgs {
             date: tick.date_naive(),
-            reason: jobs::rates::IngestReason::Cron,
+            reason: IngestReason::Cron,
             tick: Some(tick),
         })
         .expect("serialisable");

@@ -1,11 +1,15 @@
 //! What every route shares.
 
-use jobs::config::DeliveryConfig;
-use jobs::metrics::Metrics;
-use jobs::{JobStore, Queue};
+use engine::config::{DeliveryConfig, HousekeepingConfig};
+use engine::metrics::Metrics;
+use engine::{JobStore, Queue};
+use features::Features;
+use features::ads::AdsConfig;
+use features::math::MathConfig;
+use features::rates::RatesConfig;
+use features::reports::ReportsConfig;
 
 use crate::config::ApiConfig;
-use crate::fanout::FanoutState;
 
 /// Shared state of the api, cheap to clone.
 #[derive(Debug, Clone)]
@@ -14,22 +18,38 @@ pub struct AppState {
     pub store: JobStore,
     /// The queues.
     pub queue: Queue,
+    /// Every logical queue of the build's job kinds, for `/queues` and `/metrics`.
+    pub queues: Vec<&'static str>,
     /// Process metrics.
     pub metrics: Metrics,
     /// Api settings.
     pub config: ApiConfig,
     /// Delivery settings (attempt budget of new jobs).
     pub delivery: DeliveryConfig,
-    /// The fan-out routes' client and in-flight bound.
-    pub fanout: FanoutState,
-    /// Limits and routing of the math routes.
-    pub math: jobs::math::MathConfig,
-    /// Thresholds of the report statistics.
-    pub reports: jobs::reports::ReportsConfig,
-    /// The VAST upstream of `/ad`.
-    pub ads: jobs::ads::AdsConfig,
-    /// Time zone and look-back of the rates routes.
-    pub rates: jobs::rates::RatesConfig,
     /// The scheduler's housekeeping settings, shown by `/schedules`.
-    pub housekeeping: crate::schedules::HousekeepingSettings,
+    pub housekeeping: HousekeepingConfig,
+    /// The features' settings and clients.
+    pub features: Features,
+}
+
+impl AppState {
+    /// Limits and routing of the math routes.
+    pub fn math(&self) -> &MathConfig {
+        &self.features.config.math
+    }
+
+    /// Thresholds of the report statistics.
+    pub fn reports(&self) -> &ReportsConfig {
+        &self.features.config.reports
+    }
+
+    /// The VAST upstream of `/ad`.
+    pub fn ads(&self) -> &AdsConfig {
+        &self.features.config.ads
+    }
+
+    /// Time zone and look-back of the rates routes.
+    pub fn rates(&self) -> &RatesConfig {
+        &self.features.config.rates
+    }
 }

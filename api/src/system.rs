@@ -149,15 +149,13 @@ impl SystemApi {
     /// Prometheus text: requests, jobs by kind and outcome, job latency, queue depth.
     #[oai(path = "/metrics", method = "get")]
     async fn metrics(&self) -> PlainText<String> {
-        for queue in jobs::kind::all_queues() {
+        for &queue in &self.state.queues {
             match self.state.queue.depth(queue).await {
                 Ok(depth) => self.state.metrics.queue_depth(queue, depth),
                 Err(err) => tracing::warn!(%err, queue, "queue depth unavailable for /metrics"),
             }
         }
-        self.state
-            .metrics
-            .fanout_in_flight(self.state.fanout.in_flight());
+        self.state.features.fanouts.scrape();
         PlainText(self.state.metrics.render())
     }
 }

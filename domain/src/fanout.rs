@@ -107,6 +107,18 @@ pub enum Answer<T> {
     DeadlineExceeded,
 }
 
+impl<T> Answer<T> {
+    /// The same answer with each payload mapped by `f`.
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> Answer<U> {
+        match self {
+            Answer::Ok(items) => Answer::Ok(items.into_iter().map(f).collect()),
+            Answer::Single(item) => Answer::Single(f(item)),
+            Answer::AllFailed => Answer::AllFailed,
+            Answer::DeadlineExceeded => Answer::DeadlineExceeded,
+        }
+    }
+}
+
 /// The HTTP status code for an answer.
 pub fn http_status<T>(answer: &Answer<T>) -> u16 {
     match answer {

@@ -62,11 +62,15 @@ fn rates_of(date: NaiveDate) -> BTreeMap<&'static str, f64> {
         .collect()
 }
 
+/// A path segment that is no date; its text is what the real providers answer.
+struct NotADate(String);
+
 /// The day asked for, no later than today.
-fn asked(text: &str) -> Result<NaiveDate, String> {
-    let date: NaiveDate = text
-        .parse()
-        .map_err(|_| format!("'{text}' is not a date (YYYY-MM-DD)"))?;
+fn asked(text: &str) -> Result<NaiveDate, NotADate> {
+    let date: NaiveDate = text.parse().map_err(|_| {
+        let shown: String = text.chars().take(40).collect();
+        NotADate(format!("'{shown}' is not a date (YYYY-MM-DD)"))
+    })?;
     Ok(date.min(Utc::now().date_naive()))
 }
 
@@ -100,7 +104,7 @@ pub(crate) fn fixer(Path(date): Path<String>, Query(query): Query<FixerQuery>) -
     }
     let date = match asked(&date) {
         Ok(date) => business_day(date),
-        Err(info) => return failure(302, "invalid_date", info),
+        Err(NotADate(info)) => return failure(302, "invalid_date", info),
     };
     let mut rates = rates_of(date);
     rates.insert("EUR", 1.0);
@@ -146,7 +150,7 @@ pub(crate) fn frankfurter(
             }))
             .into_response()
         }
-        Err(message) => Json(json!({ "message": message }))
+        Err(NotADate(message)) => Json(json!({ "message": message }))
             .with_status(StatusCode::NOT_FOUND)
             .into_response(),
     }

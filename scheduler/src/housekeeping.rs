@@ -4,26 +4,26 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use jobs::kind::all_queues;
-use jobs::queue::Pushed;
-use jobs::{JobStore, Queue};
+use engine::config::HousekeepingConfig;
+use engine::queue::Pushed;
+use engine::store::StoreError;
+use engine::{JobStore, Queue};
 
-use crate::config::SchedulerConfig;
-
-/// Runs housekeeping every interval until `shutdown` completes.
+/// Runs housekeeping of `queues` every interval until `shutdown` completes.
 pub async fn run(
     store: JobStore,
     queue: Queue,
-    config: SchedulerConfig,
+    queues: Vec<&'static str>,
+    config: HousekeepingConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let mut ticker = tokio::time::interval(config.housekeeping_interval());
+    let mut ticker = tokio::time::interval(config.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => return,
-            _ = ticker.tick() => once(&store, &queue, &config).await,
+            _ = ticker.tick() => once(&store, &queue, &queues, &config).await,
         }
     }
 }
@@ -32,17 +32,23 @@ pub async fn run(
 /// its locks (or SQLite's write lock) for long.
 const PURGE_CHUNK: u64 = 5_000;
 
-/// One round of housekeeping; errors are logged and the next round tries again.
-pub async fn once(store: &JobStore, queue: &Queue, config: &SchedulerConfig) {
-    vacuum(queue).await;
+/// One round of housekeeping over `queues`; errors are logged and the next round tries
+/// again.
+pub async fn once(
+    store: &JobStore,
+    queue: &Queue,
+    queues: &[&'static str],
+    config: &HousekeepingConfig,
+) {
+    vacuum(queue, queues).await;
     sweep(store, queue, config).await;
     // A backlog of expired records (retention just switched on) goes in chunks, for at
     // most half an interval per round, so that the next sweep is not held up.
-    purge(store, config, config.housekeeping_interval() / 2).await;
+    purge(store, config, config.interval() / 2).await;
 }
 
-async fn vacuum(queue: &Queue) {
-    for logical in all_queues() {
+async fn vacuum(queue: &Queue, queues: &[&'static str]) {
+    for &logical in queues {
         match queue.vacuum(logical).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(n, queue = logical, "vacuumed acknowledged tasks"),
@@ -51,7 +57,7 @@ async fn vacuum(queue: &Queue) {
     }
 }
 
-async fn sweep(store: &JobStore, queue: &Queue, config: &SchedulerConfig) {
+async fn sweep(store: &JobStore, queue: &Queue, config: &HousekeepingConfig) {
     // An attempt ends within its timeout, and its outcome is written right after.
     let running_longer_than = queue.delivery().timeout() + config.stuck_after();
     let stuck = match store
@@ -64,24 +70,25 @@ async fn sweep(store: &JobStore, queue: &Queue, config: &SchedulerConfig) {
             return;
         }
     };
-    for envelope in stuck {
-        match queue.push(&envelope, std::time::Duration::ZERO).await {
+    for task in stuck {
+        let job = task.envelope.job_id;
+        match queue.push(&task, std::time::Duration::ZERO).await {
             Ok(Pushed::Queued) => {
-                tracing::warn!(job = %envelope.job_id, "pushed the task of a stuck job again");
+                tracing::warn!(%job, "pushed the task of a stuck job again");
             }
             // Still waiting on the queue (a deep backlog) or held by a worker whose
             // tasks apalis hands back when it is declared dead.
             Ok(Pushed::AlreadyQueued) => {
-                tracing::debug!(job = %envelope.job_id, "stuck job's task is still queued");
+                tracing::debug!(%job, "stuck job's task is still queued");
             }
-            Err(err) => tracing::warn!(%err, job = %envelope.job_id, "could not push a stuck job"),
+            Err(err) => tracing::warn!(%err, %job, "could not push a stuck job"),
         }
     }
 }
 
 /// Deletes finished job records past their retention, then idempotency keys past their
 /// window, chunk by chunk until none is left or `budget` is spent.
-async fn purge(store: &JobStore, config: &SchedulerConfig, budget: Duration) {
+async fn purge(store: &JobStore, config: &HousekeepingConfig, budget: Duration) {
     let started = Instant::now();
     let now = chrono::Utc::now();
     let retention = config.retention();
@@ -112,18 +119,27 @@ async fn purge(store: &JobStore, config: &SchedulerConfig, budget: Duration) {
     }
 }
 
+/// A purge stopped by an error after deleting `deleted` rows.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} (after {deleted} rows)")]
+struct PurgeError {
+    error: StoreError,
+    deleted: u64,
+}
+
 /// Runs `chunk` until it deletes fewer than a full chunk or `budget` (counted from
 /// `started`) is spent; the rows deleted in all.
-async fn in_chunks<F, Fut>(started: Instant, budget: Duration, chunk: F) -> Result<u64, String>
+async fn in_chunks<F, Fut>(started: Instant, budget: Duration, chunk: F) -> Result<u64, PurgeError>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<u64, jobs::store::DbErr>>,
+    Fut: Future<Output = Result<u64, StoreError>>,
 {
     let mut total = 0;
     loop {
-        let deleted = chunk()
-            .await
-            .map_err(|e| format!("{e} (after {total} rows)"))?;
+        let deleted = chunk().await.map_err(|error| PurgeError {
+            error,
+            deleted: total,
+        })?;
         total += deleted;
         if deleted < PURGE_CHUNK || started.elapsed() >= budget {
             return Ok(total);

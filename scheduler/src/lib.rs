@@ -2,24 +2,23 @@
 //! tidy.
 //!
 //! # Layout
-//! - [`config`]: the scheduler role's settings.
 //! - [`rates`]: the rates timetable (apalis-cron), enqueued once per tick across
 //!   replicas by per-tick idempotency keys.
 //! - [`housekeeping`]: forgets acknowledged queue tasks; pushes again the tasks of
-//!   jobs that waited far too long (a push lost to a crash between record and queue).
+//!   jobs that waited far too long (a push lost to a crash between record and queue);
+//!   deletes finished job records past their retention.
 #![warn(missing_docs)]
 
-pub mod config;
 pub mod housekeeping;
 pub mod rates;
 
 use std::future::Future;
 
-use jobs::rates::RatesConfig;
-use jobs::{JobStore, Queue};
+use engine::config::HousekeepingConfig;
+use engine::{JobStore, Queue};
+use features::rates::RatesConfig;
 
-pub use config::SchedulerConfig;
-pub use rates::RatesTimetable;
+pub use rates::{RatesTimetable, TimetableError};
 
 /// Everything the scheduler role runs.
 #[derive(Debug, Clone)]
@@ -28,8 +27,10 @@ pub struct Scheduler {
     pub store: JobStore,
     /// The queues.
     pub queue: Queue,
+    /// Every logical queue of the build's job kinds (vacuumed by housekeeping).
+    pub queues: Vec<&'static str>,
     /// Housekeeping settings.
-    pub config: SchedulerConfig,
+    pub housekeeping: HousekeepingConfig,
     /// The rates timetable's settings.
     pub rates: RatesConfig,
     /// Attempt budget of the jobs it enqueues.
@@ -39,26 +40,32 @@ pub struct Scheduler {
 impl Scheduler {
     /// Runs the timetables and housekeeping until `shutdown` completes. A bad
     /// `RATES_CRON` is an error at once (a bad `RATES_TZ` never gets this far).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
-        let timetable = if self.rates.timetable_enabled() {
-            Some(RatesTimetable::new(
-                self.store.clone(),
-                self.queue.clone(),
-                self.rates.clone(),
-                self.max_attempts,
-            )?)
-        } else {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), TimetableError> {
+        let timetable = RatesTimetable::new(
+            self.store.clone(),
+            self.queue.clone(),
+            self.rates.clone(),
+            self.max_attempts,
+        )?;
+        if timetable.is_none() {
             tracing::info!("rates timetable off (RATES_CRON=off)");
-            None
-        };
+        }
         let timetable = async move {
             match timetable {
                 Some(timetable) => timetable.run().await,
                 None => std::future::pending().await,
             }
         };
-        let housekeeping =
-            housekeeping::run(self.store, self.queue, self.config, std::future::pending());
+        let housekeeping = housekeeping::run(
+            self.store,
+            self.queue,
+            self.queues,
+            self.housekeeping,
+            std::future::pending(),
+        );
         tokio::select! {
             () = shutdown => Ok(()),
             () = housekeeping => Ok(()),

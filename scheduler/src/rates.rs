@@ -12,17 +12,13 @@
 //! The start-up backfill's key holds the date and a ten-minute bucket of the start, so
 //! replicas started together share one backfill and a later restart makes a new one.
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use domain::calendar::dates_to_fetch;
+use engine::store::Created;
+use engine::{JobId, JobStore, NewJob, Queue, SubmitError, submit};
+use features::rates::store::covered_dates;
+use features::rates::{BadCron, Ingest, IngestReason, RatesArgs, RatesConfig};
 use futures::StreamExt;
-use jobs::JobKind;
-use jobs::rates::store::covered_dates;
-use jobs::rates::{IngestReason, RatesArgs, RatesConfig};
-use jobs::store::{Created, NewJob};
-use jobs::submit::submit;
-use jobs::{JobStore, Queue};
 
 /// Replicas whose start falls in the same bucket of this many seconds share one
 /// start-up backfill.
@@ -42,32 +38,54 @@ pub struct RatesTimetable {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TickReport {
     /// Jobs this scheduler created.
-    pub created: Vec<String>,
+    pub created: Vec<JobId>,
     /// Jobs another replica had already created for the same tick and date.
-    pub existing: Vec<String>,
+    pub existing: Vec<JobId>,
+}
+
+/// Why the timetable could not run or a tick enqueued nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum TimetableError {
+    /// `RATES_CRON` is no cron expression with a seconds field.
+    #[error(transparent)]
+    BadCron(#[from] BadCron),
+    /// The stored dates could not be read.
+    #[error("database unavailable: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    /// A job could not be encoded.
+    #[error("encoding a job: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// A job could not be submitted.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// The schedule has no further ticks.
+    #[error("the rates timetable has no further ticks")]
+    Exhausted,
 }
 
 impl RatesTimetable {
-    /// A timetable over these backends; a bad `RATES_CRON` is an error that names the
-    /// variable.
+    /// A timetable over these backends, `None` when `RATES_CRON` is `off`; a bad
+    /// `RATES_CRON` is an error that names the variable.
     pub fn new(
         store: JobStore,
         queue: Queue,
         config: RatesConfig,
         max_attempts: u32,
-    ) -> Result<Self, String> {
-        let schedule = parse_cron(&config.cron)?;
-        Ok(RatesTimetable {
+    ) -> Result<Option<Self>, TimetableError> {
+        let Some(schedule) = config.schedule()? else {
+            return Ok(None);
+        };
+        Ok(Some(RatesTimetable {
             store,
             queue,
             config,
             schedule,
             max_attempts,
-        })
+        }))
     }
 
     /// Runs the start-up backfill, then every tick, until dropped.
-    pub async fn run(self) -> Result<(), String> {
+    pub async fn run(self) -> Result<(), TimetableError> {
         let now = Utc::now();
         match self.startup(now).await {
             Ok(report) => tracing::info!(
@@ -107,17 +125,17 @@ impl RatesTimetable {
                 Err(err) => tracing::warn!(%at, %err, "rates tick failed"),
             }
         }
-        Err("the rates timetable has no further ticks".to_owned())
+        Err(TimetableError::Exhausted)
     }
 
     /// Enqueues what the tick scheduled at `at` fetches.
-    pub async fn tick(&self, at: DateTime<Utc>) -> Result<TickReport, String> {
+    pub async fn tick(&self, at: DateTime<Utc>) -> Result<TickReport, TimetableError> {
         let key = format!("rates.ingest cron {}", at.timestamp());
         self.enqueue(at, IngestReason::Cron, &key).await
     }
 
     /// Enqueues the start-up backfill of a scheduler started at `now`.
-    pub async fn startup(&self, now: DateTime<Utc>) -> Result<TickReport, String> {
+    pub async fn startup(&self, now: DateTime<Utc>) -> Result<TickReport, TimetableError> {
         let bucket = now.timestamp().div_euclid(STARTUP_BUCKET_SECS);
         let key = format!("rates.ingest startup {bucket}");
         self.enqueue(now, IngestReason::Startup, &key).await
@@ -125,14 +143,12 @@ impl RatesTimetable {
 
     /// The dates to fetch at `at`: today in `RATES_TZ` (on weekdays) and the missing
     /// weekdays of the look-back window.
-    pub async fn dates_at(&self, at: DateTime<Utc>) -> Result<Vec<NaiveDate>, String> {
+    pub async fn dates_at(&self, at: DateTime<Utc>) -> Result<Vec<NaiveDate>, TimetableError> {
         let today = self.config.date_at(at);
         let since = today
             .checked_sub_days(Days::new(u64::from(self.config.lookback_days)))
             .unwrap_or(NaiveDate::MIN);
-        let covered = covered_dates(self.store.db(), since)
-            .await
-            .map_err(|e| format!("database unavailable: {e}"))?;
+        let covered = covered_dates(self.store.db(), since).await?;
         Ok(dates_to_fetch(today, self.config.lookback_days, &covered))
     }
 
@@ -141,7 +157,7 @@ impl RatesTimetable {
         at: DateTime<Utc>,
         reason: IngestReason,
         key: &str,
-    ) -> Result<TickReport, String> {
+    ) -> Result<TickReport, TimetableError> {
         let mut report = TickReport::default();
         for date in self.dates_at(at).await? {
             let args = RatesArgs {
@@ -149,16 +165,9 @@ impl RatesTimetable {
                 reason,
                 tick: Some(at),
             };
-            let job = NewJob {
-                kind: JobKind::RatesIngest,
-                args: serde_json::to_value(&args).map_err(|e| e.to_string())?,
-                max_attempts: self.max_attempts,
-                idempotency_key: Some(format!("{key} {date}")),
-            };
-            match submit(&self.store, &self.queue, job)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            let job = NewJob::of::<Ingest>(&args, self.max_attempts)?
+                .idempotency_key(format!("{key} {date}"));
+            match submit(&self.store, &self.queue, job).await? {
                 Created::New(job) => report.created.push(job.id),
                 Created::Existing(job) => report.existing.push(job.id),
             }
@@ -167,23 +176,16 @@ impl RatesTimetable {
     }
 }
 
-/// Parses a cron expression with a seconds field, naming `RATES_CRON` when it fails.
-pub fn parse_cron(expression: &str) -> Result<cron::Schedule, String> {
-    cron::Schedule::from_str(expression).map_err(|e| {
-        format!(
-            "RATES_CRON '{expression}' is not a cron expression with a seconds field \
-             (sec min hour day-of-month month day-of-week): {e}"
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_default_timetable_is_nine_on_weekdays() {
-        let schedule = parse_cron(&RatesConfig::default().cron).expect("default parses");
+        let schedule = RatesConfig::default()
+            .schedule()
+            .expect("default parses")
+            .expect("default is on");
         let after = Utc
             .with_ymd_and_hms(2026, 11, 20, 9, 0, 0)
             .single()
@@ -206,7 +208,11 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_variable() {
-        let err = parse_cron("every day at nine").expect_err("not cron");
+        let bad = RatesConfig {
+            cron: "every day at nine".to_owned(),
+            ..RatesConfig::default()
+        };
+        let err = bad.schedule().expect_err("not cron").to_string();
         assert!(err.contains("RATES_CRON"), "{err}");
         #[derive(clap::Parser)]
         struct Only {

@@ -30,8 +30,8 @@ async fn vast_server(response: ResponseTemplate) -> MockServer {
 
 async fn app_for(stack: Stack, server: &MockServer, timeout_ms: u64) -> TestApp {
     let (mut config, resources) = test_config(stack).await;
-    config.ads.vast_url = format!("{}/vast", server.uri());
-    config.ads.vast_timeout_ms = timeout_ms;
+    config.features.ads.vast_url = format!("{}/vast", server.uri());
+    config.features.ads.vast_timeout_ms = timeout_ms;
     config.worker.concurrency = 16;
     spawn_with(config, resources, conveyor::Role::All).await
 }
@@ -146,7 +146,7 @@ async fn upstream_failures_answer_502_or_504_and_still_count() {
     let port = unused.local_addr().expect("addr").port();
     drop(unused);
     let (mut config, resources) = test_config(Stack::Embedded).await;
-    config.ads.vast_url = format!("http://127.0.0.1:{port}/vast");
+    config.features.ads.vast_url = format!("http://127.0.0.1:{port}/vast");
     let app3 = spawn_with(config, resources, conveyor::Role::All).await;
     let (status, _) = app3.get(&format!("/ad?{}", query("ann", "2.0"))).await;
     assert_eq!(status, 504);
@@ -302,20 +302,21 @@ on_both_stacks!(concurrent_requests_are_counted_exactly);
 async fn a_count_delivered_twice_counts_once(stack: Stack) {
     let server = vast_server(ResponseTemplate::new(200).set_body_string(VAST)).await;
     let (mut config, resources) = test_config(stack).await;
-    config.ads.vast_url = format!("{}/vast", server.uri());
+    config.features.ads.vast_url = format!("{}/vast", server.uri());
     let app = spawn_with(config.clone(), resources, conveyor::Role::Api).await;
     app.get(&format!("/impression?{}", query("dup", "1.1")))
         .await;
     let (_, page) = app.get("/jobs?kind=ads.count").await;
     let id = page["jobs"][0]["id"].as_str().expect("a job").to_owned();
-    let record = app.backends.store.get(&id).await.expect("db").expect("job");
-    let envelope = jobs::Envelope::of(&record);
-    let executor = worker::executor::Executor::new(
-        app.backends.store.clone(),
-        app.backends.queue.clone(),
-        config.delivery.clone(),
-        worker::handlers::Context::default(),
-    );
+    let record = app
+        .backends
+        .store
+        .get(id.parse().expect("a job id"))
+        .await
+        .expect("db")
+        .expect("job");
+    let envelope = engine::Task::of(&record);
+    let executor = app.executor();
     let _ = tokio::join!(
         executor.execute(envelope.clone(), "a"),
         executor.execute(envelope.clone(), "b")

@@ -1,25 +1,36 @@
-//! Group commit of job records (Postgres) answers every caller as if its write had
-//! been made alone; the embedded stack runs the same checks unbatched.
+//! Group commit of job records answers every caller as if its write had been made
+//! alone, on both databases.
 
 use std::time::Duration;
 
 use conveyor::Role;
+use engine::store::{Created, JobStore, Start, StoreError, Success};
+use engine::{Envelope, Job, JobStatus, NewJob, Task, TaskId};
+use features::system::Noop;
 use futures::future::join_all;
-use jobs::JobKind;
-use jobs::envelope::Envelope;
-use jobs::store::{Created, NewJob, Start};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{Stack, TestApp, spawn_with, test_config};
 use crate::on_both_stacks;
 
 fn noop() -> NewJob {
-    NewJob {
-        kind: JobKind::SystemNoop,
-        args: json!({ "n": 1 }),
-        max_attempts: 3,
-        idempotency_key: None,
-    }
+    NewJob::of::<Noop>(&Default::default(), 3).expect("encodable")
+}
+
+/// Records a success of `envelope`'s `system.noop` job.
+async fn succeed(
+    store: &JobStore,
+    envelope: &Envelope,
+    result: Value,
+    elapsed: Duration,
+) -> Result<bool, StoreError> {
+    let success = Success {
+        envelope: envelope.clone(),
+        result,
+        elapsed,
+        effect: (),
+    };
+    store.succeed(Noop::KIND.name, success).await
 }
 
 async fn api_only(stack: Stack) -> TestApp {
@@ -37,11 +48,11 @@ async fn many_concurrent_writes_each_get_their_own_answer(stack: Stack) {
             panic!("no key, so new");
         };
         // What create hands back is what the database holds.
-        let stored = store.get(&record.id).await.expect("get").expect("stored");
+        let stored = store.get(record.id).await.expect("get").expect("stored");
         assert_eq!(stored, record);
-        envelopes.push(Envelope::of(&record));
+        envelopes.push(Task::of(&record).envelope);
     }
-    let mut ids: Vec<_> = envelopes.iter().map(|e| e.job_id.clone()).collect();
+    let mut ids: Vec<_> = envelopes.iter().map(|e| e.job_id).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 600);
@@ -52,24 +63,20 @@ async fn many_concurrent_writes_each_get_their_own_answer(stack: Stack) {
             panic!("{} was not claimed", envelope.job_id);
         };
         assert_eq!(record.id, envelope.job_id);
-        assert_eq!(record.status, "running");
+        assert_eq!(record.status, JobStatus::Running);
         assert_eq!(record.attempts, 1);
     }
     let finished = join_all(
         envelopes
             .iter()
             .enumerate()
-            .map(|(i, e)| store.succeed(e, json!({ "i": i }), Duration::from_millis(3), None)),
+            .map(|(i, e)| succeed(store, e, json!({ "i": i }), Duration::from_millis(3))),
     )
     .await;
     assert!(finished.into_iter().all(|f| f.expect("succeed")));
     for (i, envelope) in envelopes.iter().enumerate().step_by(97) {
-        let record = store
-            .get(&envelope.job_id)
-            .await
-            .expect("get")
-            .expect("row");
-        assert_eq!(record.status, "succeeded");
+        let record = store.get(envelope.job_id).await.expect("get").expect("row");
+        assert_eq!(record.status, JobStatus::Succeeded);
         assert_eq!(record.result, Some(json!({ "i": i })));
         assert_eq!(record.elapsed_ms, Some(3));
     }
@@ -77,15 +84,15 @@ async fn many_concurrent_writes_each_get_their_own_answer(stack: Stack) {
     let again = join_all(
         envelopes
             .iter()
-            .map(|e| store.succeed(e, json!({}), Duration::ZERO, None)),
+            .map(|e| succeed(store, e, json!({}), Duration::ZERO)),
     )
     .await;
     assert!(again.into_iter().all(|f| !f.expect("succeed")));
     let counts = store.queue_counts().await.expect("counts");
     assert_eq!(counts.len(), 1, "{counts:?}");
     assert_eq!(
-        (counts[0].status.as_str(), counts[0].count),
-        ("succeeded", 600)
+        (counts[0].status, counts[0].count),
+        (JobStatus::Succeeded, 600)
     );
 }
 on_both_stacks!(many_concurrent_writes_each_get_their_own_answer);
@@ -96,18 +103,16 @@ async fn duplicates_and_stale_tasks_in_one_flight_are_claimed_once(stack: Stack)
     let Created::New(record) = store.create(noop()).await.expect("create") else {
         panic!("new");
     };
-    let current = Envelope::of(&record);
+    let current = Task::of(&record).envelope;
     let stale = Envelope {
-        task_id: ulid::Ulid::generate().to_string(),
+        task_id: TaskId::generate(),
         ..current.clone()
     };
-    // Filler writes so that these land in shared batches on Postgres.
+    // Filler writes so that these land in shared batches.
     let others = join_all((0..50).map(|_| store.create(noop()))).await;
     let others: Vec<Envelope> = others
         .into_iter()
-        .map(|c| match c.expect("create") {
-            Created::New(r) | Created::Existing(r) => Envelope::of(&r),
-        })
+        .map(|c| Task::of(&c.expect("create").into_record()).envelope)
         .collect();
     let mut claims = vec![
         store.start_attempt(&stale, "stale"),
@@ -132,21 +137,21 @@ async fn duplicates_and_stale_tasks_in_one_flight_are_claimed_once(stack: Stack)
             .iter()
             .all(|c| matches!(c.as_ref().expect("start"), Start::Run(_)))
     );
-    let job = store.get(&record.id).await.expect("get").expect("row");
-    assert_eq!(job.status, "running");
+    let job = store.get(record.id).await.expect("get").expect("row");
+    assert_eq!(job.status, JobStatus::Running);
     assert!(job.worker == Some("a".into()) || job.worker == Some("b".into()));
 
     // Two successes of the current task and one of the stale: exactly one applies.
     let (x, y, z) = tokio::join!(
-        store.succeed(&current, json!(1), Duration::ZERO, None),
-        store.succeed(&current, json!(2), Duration::ZERO, None),
-        store.succeed(&stale, json!(3), Duration::ZERO, None),
+        succeed(store, &current, json!(1), Duration::ZERO),
+        succeed(store, &current, json!(2), Duration::ZERO),
+        succeed(store, &stale, json!(3), Duration::ZERO),
     );
     let (x, y, z) = (x.expect("x"), y.expect("y"), z.expect("z"));
     assert!(x ^ y, "exactly one success applies: {x} {y}");
     assert!(!z, "a stale task cannot finish the job");
-    let job = store.get(&record.id).await.expect("get").expect("row");
-    assert_eq!(job.status, "succeeded");
+    let job = store.get(record.id).await.expect("get").expect("row");
+    assert_eq!(job.status, JobStatus::Succeeded);
     assert_eq!(job.result, Some(if x { json!(1) } else { json!(2) }));
 }
 on_both_stacks!(duplicates_and_stale_tasks_in_one_flight_are_claimed_once);
@@ -164,7 +169,7 @@ async fn batched_updates_are_planned_from_the_primary_key_on_a_backlog() {
 
     let app = api_only(Stack::Production).await;
     let store = &app.backends.store;
-    let statements = [jobs::store::start_sql(), jobs::store::succeed_sql()];
+    let statements = engine::store::batched_updates(DbBackend::Postgres).map(str::to_owned);
     let rows =
         json!([{ "id": "x", "task_id": "x", "worker": "w", "result": null, "elapsed_ms": 1 }])
             .to_string();

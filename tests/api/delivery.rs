@@ -5,12 +5,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use conveyor::{Config, Role};
+use engine::queue::Pushed;
+use engine::store::{Created, Start, Success};
+use engine::{Effect, EffectError, JobId, JobStatus, NewJob, Task};
+use features::system::Noop;
 use futures::StreamExt;
-use jobs::JobKind;
-use jobs::envelope::Envelope;
-use jobs::queue::Pushed;
-use jobs::store::{Created, NewJob, Start};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement};
 use serde_json::json;
 
 use crate::helpers::{Stack, TestApp, spawn_app, spawn_with, test_config};
@@ -23,22 +23,37 @@ const WITHIN: Duration = Duration::from_secs(30);
 /// slowed each other's outcome writes past the shutdown grace.
 static WORKER_PROCESSES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn new_noop(app: &TestApp, args: serde_json::Value) -> Envelope {
-    let created = app
-        .backends
-        .store
-        .create(NewJob {
-            kind: JobKind::SystemNoop,
-            args,
-            max_attempts: 3,
-            idempotency_key: None,
-        })
-        .await
-        .expect("create");
+/// A new `system.noop` job with `args` (3 attempts), and its first task (not pushed).
+async fn new_noop(app: &TestApp, args: serde_json::Value) -> Task {
+    let args = serde_json::from_value(args).expect("noop arguments");
+    let job = NewJob::of::<Noop>(&args, 3).expect("encodable");
+    let created = app.backends.store.create(job).await.expect("create");
     let Created::New(job) = created else {
         panic!("no idempotency key, so the job is new");
     };
-    Envelope::of(&job)
+    Task::of(&job)
+}
+
+/// A probe effect: each job it applies for leaves a row in `effect_log`.
+struct Logged(JobId);
+
+impl Effect for Logged {
+    async fn apply(tx: &DatabaseTransaction, effects: &[&Self]) -> Result<(), EffectError> {
+        let backend = tx.get_database_backend();
+        let sql = match backend {
+            sea_orm::DatabaseBackend::Postgres => "INSERT INTO effect_log VALUES ($1)",
+            _ => "INSERT INTO effect_log VALUES (?)",
+        };
+        for Logged(job) in effects {
+            tx.execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [job.to_string().into()],
+            ))
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
@@ -48,7 +63,7 @@ async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
     db.execute_unprepared("CREATE TABLE effect_log (job_id VARCHAR(26) NOT NULL)")
         .await
         .expect("probe table");
-    let envelope = new_noop(&app, json!({})).await;
+    let envelope = new_noop(&app, json!({})).await.envelope;
 
     // Two deliveries of the same task, both started (as after a worker was killed
     // between its effect and its ack), both finishing at once.
@@ -65,25 +80,14 @@ async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
         let store = app.backends.store.clone();
         let envelope = envelope.clone();
         async move {
-            let job_id = envelope.job_id.clone();
-            let effect: jobs::store::Effect<'static> = Box::new(move |tx| {
-                Box::pin(async move {
-                    let backend = tx.get_database_backend();
-                    let sql = match backend {
-                        sea_orm::DatabaseBackend::Postgres => "INSERT INTO effect_log VALUES ($1)",
-                        _ => "INSERT INTO effect_log VALUES (?)",
-                    };
-                    tx.execute_raw(Statement::from_sql_and_values(
-                        backend,
-                        sql,
-                        [job_id.into()],
-                    ))
-                    .await
-                    .map(|_| ())
-                })
-            });
+            let success = Success {
+                effect: Logged(envelope.job_id),
+                envelope,
+                result: json!({}),
+                elapsed: Duration::from_millis(1),
+            };
             store
-                .succeed(&envelope, json!({}), Duration::from_millis(1), Some(effect))
+                .succeed("test.logged", success)
                 .await
                 .expect("succeed")
         }
@@ -116,19 +120,11 @@ on_both_stacks!(a_redelivered_task_applies_its_effect_once);
 async fn a_task_delivered_twice_at_once_finishes_its_job_once(stack: Stack) {
     let (config, dir) = test_config(stack).await;
     let app = spawn_with(config.clone(), dir, Role::Api).await;
-    let envelope = new_noop(&app, json!({ "sleep_ms": 300 })).await;
-    let executor = worker::executor::Executor::new(
-        app.backends.store.clone(),
-        app.backends.queue.clone(),
-        config.delivery.clone(),
-        worker::handlers::Context {
-            metrics: app.backends.metrics.clone(),
-            ..worker::handlers::Context::default()
-        },
-    );
+    let task = new_noop(&app, json!({ "sleep_ms": 300 })).await;
+    let executor = app.executor();
     let (a, b) = tokio::join!(
-        executor.execute(envelope.clone(), "worker-a"),
-        executor.execute(envelope.clone(), "worker-b"),
+        executor.execute(task.clone(), "worker-a"),
+        executor.execute(task.clone(), "worker-b"),
     );
     let mut outcomes = [a, b];
     outcomes.sort_by_key(|o| o.label());
@@ -140,13 +136,10 @@ async fn a_task_delivered_twice_at_once_finishes_its_job_once(stack: Stack) {
         ),
         "one delivery succeeds, the other is recognised: {outcomes:?}"
     );
-    let job = app.job(&envelope.job_id).await;
+    let job = app.job(&task.envelope.job_id.to_string()).await;
     assert_eq!(job["status"], "succeeded");
     // And a third delivery, after the fact, does nothing.
-    assert_eq!(
-        executor.execute(envelope, "worker-c").await,
-        Outcome::Skipped
-    );
+    assert_eq!(executor.execute(task, "worker-c").await, Outcome::Skipped);
 }
 on_both_stacks!(a_task_delivered_twice_at_once_finishes_its_job_once);
 
@@ -154,15 +147,15 @@ on_both_stacks!(a_task_delivered_twice_at_once_finishes_its_job_once);
 async fn pushing_the_same_task_twice_on_redis_queues_it_once() {
     let (config, dir) = test_config(Stack::Production).await;
     let app = spawn_with(config, dir, Role::Api).await;
-    let envelope = new_noop(&app, json!({})).await;
+    let task = new_noop(&app, json!({})).await;
     let queue = &app.backends.queue;
-    let first = queue.push(&envelope, Duration::ZERO).await.expect("push");
-    let second = queue.push(&envelope, Duration::ZERO).await.expect("push");
+    let first = queue.push(&task, Duration::ZERO).await.expect("push");
+    let second = queue.push(&task, Duration::ZERO).await.expect("push");
     assert_eq!((first, second), (Pushed::Queued, Pushed::AlreadyQueued));
     assert_eq!(queue.depth("default").await.expect("depth"), 1);
     // A redelivery goes out under a delivery id of its own: it is never refused.
     queue
-        .push_again(&envelope, Duration::ZERO)
+        .push_again(&task, Duration::ZERO)
         .await
         .expect("push again");
     assert_eq!(queue.depth("default").await.expect("depth"), 2);
@@ -170,7 +163,7 @@ async fn pushing_the_same_task_twice_on_redis_queues_it_once() {
 
 /// The outcome of an attempt cannot be written (the database failed at that moment):
 /// the worker pushes the task again, and the next delivery finishes the job. Found by
-/// `bench/faults.sh` during a Postgres restart, when the push was refused as a
+/// `tests/faults/run.sh` during a Postgres restart, when the push was refused as a
 /// duplicate of the delivery still in flight and the job stayed `running` for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outcome_the_database_refused_is_delivered_again() {
@@ -220,8 +213,8 @@ async fn the_sweep_pushes_a_job_abandoned_while_running(stack: Stack) {
     // workers run what the sweep pushes.
     let app = spawn_app(stack).await;
     let store = &app.backends.store;
-    let abandoned = new_noop(&app, json!({})).await;
-    let recent = new_noop(&app, json!({})).await;
+    let abandoned = new_noop(&app, json!({})).await.envelope;
+    let recent = new_noop(&app, json!({})).await.envelope;
     for envelope in [&abandoned, &recent] {
         let started = store.start_attempt(envelope, "a-worker-that-is-gone").await;
         assert!(matches!(started.expect("start"), Start::Run(_)));
@@ -237,16 +230,16 @@ async fn the_sweep_pushes_a_job_abandoned_while_running(stack: Stack) {
     db.execute_raw(Statement::from_sql_and_values(
         backend,
         sql,
-        [long_ago.into(), abandoned.job_id.clone().into()],
+        [long_ago.into(), abandoned.job_id.to_string().into()],
     ))
     .await
     .expect("backdate the attempt");
 
     let job = app
-        .wait_for_status(&abandoned.job_id, "succeeded", WITHIN)
+        .wait_for_status(&abandoned.job_id.to_string(), "succeeded", WITHIN)
         .await;
     assert_eq!(job["attempts"], 2, "run again after the sweep: {job}");
-    let left = app.job(&recent.job_id).await;
+    let left = app.job(&recent.job_id.to_string()).await;
     assert_eq!(
         left["status"], "running",
         "a recent attempt is not swept: {left}"
@@ -538,20 +531,14 @@ async fn a_backlog_of_20_000_tasks_on_redis_drains_completely() {
             let store = store.clone();
             let queue = queue.clone();
             async move {
-                let Created::New(job) = store
-                    .create(NewJob {
-                        kind: JobKind::SystemNoop,
-                        args: json!({}),
-                        max_attempts: 3,
-                        idempotency_key: None,
-                    })
-                    .await
-                    .expect("create")
-                else {
+                let job = NewJob::of::<Noop>(&Default::default(), 3).expect("encodable");
+                let Created::New(job) = store.create(job).await.expect("create") else {
                     panic!("new job");
                 };
-                let envelope = Envelope::of(&job);
-                queue.push(&envelope, Duration::ZERO).await.expect("push");
+                queue
+                    .push(&Task::of(&job), Duration::ZERO)
+                    .await
+                    .expect("push");
             }
         })
         .buffer_unordered(32)
@@ -562,15 +549,7 @@ async fn a_backlog_of_20_000_tasks_on_redis_drains_completely() {
 
     let mut worker_config = config.clone();
     worker_config.worker.concurrency = 64;
-    let executor = worker::executor::Executor::new(
-        store.clone(),
-        queue.clone(),
-        config.delivery.clone(),
-        worker::handlers::Context {
-            metrics: api.backends.metrics.clone(),
-            ..worker::handlers::Context::default()
-        },
-    );
+    let executor = api.executor();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let workers = tokio::spawn(worker::run(
         queue.clone(),
@@ -583,12 +562,12 @@ async fn a_backlog_of_20_000_tasks_on_redis_drains_completely() {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let counts = store.queue_counts().await.expect("counts");
-        let succeeded: i64 = counts
+        let succeeded: u64 = counts
             .iter()
-            .filter(|c| c.status == "succeeded")
+            .filter(|c| c.status == JobStatus::Succeeded)
             .map(|c| c.count)
             .sum();
-        if succeeded == N as i64 {
+        if succeeded == N as u64 {
             break;
         }
         assert!(

@@ -43,7 +43,7 @@ async fn work_server(first: ResponseTemplate, n: u64, rest: ResponseTemplate) ->
 
 async fn app_for(server: &MockServer) -> TestApp {
     let (mut config, resources) = test_config(Stack::Embedded).await;
-    config.fanout.work_url = format!("{}/work", server.uri());
+    config.features.fanout.work_url = format!("{}/work", server.uri());
     spawn_with(config, resources, conveyor::Role::Api).await
 }
 
@@ -260,8 +260,8 @@ async fn a_bad_timeout_answers_400_with_an_error() {
 async fn fan_outs_over_the_in_flight_bound_answer_503() {
     let server = work_server(hang(), 3, hang()).await;
     let (mut config, resources) = test_config(Stack::Embedded).await;
-    config.fanout.work_url = format!("{}/work", server.uri());
-    config.fanout.max_inflight = 3;
+    config.features.fanout.work_url = format!("{}/work", server.uri());
+    config.features.fanout.max_inflight = 3;
     let app = spawn_with(config, resources, conveyor::Role::Api).await;
     let (first, second) = tokio::join!(app.get("/api/all?timeout=500"), async {
         tokio::time::sleep(Duration::from_millis(100)).await;

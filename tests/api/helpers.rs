@@ -12,7 +12,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use conveyor::{Backends, Config, Role};
-use jobs::config::{BackendConfig, DeliveryConfig};
+use engine::config::{BackendConfig, DeliveryConfig, HousekeepingConfig};
+use features::FeaturesConfig;
 use serde_json::{Value, json};
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
@@ -133,7 +134,7 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
             redis_url,
             queue_prefix: format!("t{suffix}"),
             database_max_connections: 8,
-            database_acquire_timeout_ms: 5_000,
+            ..BackendConfig::default()
         },
         delivery: DeliveryConfig {
             max_attempts: 3,
@@ -151,21 +152,21 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
             bind_addr: "127.0.0.1:0".to_owned(),
             ..api::ApiConfig::default()
         },
-        fanout: api::FanoutConfig::default(),
-        math: jobs::math::MathConfig {
-            // Small enough that the queued path is exercised by modest inputs.
-            inline_max_bits: 10_000,
-            wait_ms: 5_000,
-            ..jobs::math::MathConfig::default()
-        },
-        reports: jobs::reports::ReportsConfig::default(),
-        ads: jobs::ads::AdsConfig::default(),
-        // Off unless a test turns it on: a start-up backfill would add jobs to every
-        // test's counts.
-        rates: jobs::rates::RatesConfig {
-            cron: "off".to_owned(),
-            timeout_ms: 2_000,
-            ..jobs::rates::RatesConfig::default()
+        features: FeaturesConfig {
+            math: features::math::MathConfig {
+                // Small enough that the queued path is exercised by modest inputs.
+                inline_max_bits: 10_000,
+                wait_ms: 5_000,
+                ..features::math::MathConfig::default()
+            },
+            // Off unless a test turns it on: a start-up backfill would add jobs to every
+            // test's counts.
+            rates: features::rates::RatesConfig {
+                cron: "off".to_owned(),
+                timeout_ms: 2_000,
+                ..features::rates::RatesConfig::default()
+            },
+            ..FeaturesConfig::default()
         },
         worker: worker::WorkerConfig {
             concurrency: 8,
@@ -173,9 +174,9 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
             shutdown_grace_ms: 10_000,
             restart_ms: 200,
         },
-        scheduler: scheduler::SchedulerConfig {
+        housekeeping: HousekeepingConfig {
             housekeeping_interval_secs: 1,
-            ..scheduler::SchedulerConfig::default()
+            ..HousekeepingConfig::default()
         },
     };
     (
@@ -209,7 +210,7 @@ async fn fresh_postgres_database(admin_url: &str, suffix: &str) -> String {
 
 /// A plain client; reqwest needs the process's TLS provider installed first.
 pub(crate) fn http_client() -> reqwest::Client {
-    jobs::http::install_tls_provider();
+    engine::http::install_tls_provider();
     reqwest::Client::new()
 }
 
@@ -250,12 +251,12 @@ pub(crate) async fn spawn_with(config: Config, resources: Resources, role: Role)
 /// A worker pool running in this test's process over an app's backends.
 pub(crate) struct Pool {
     stop: oneshot::Sender<()>,
-    handle: JoinHandle<Result<(), jobs::queue::QueueError>>,
+    handle: JoinHandle<Result<(), engine::queue::QueueError>>,
 }
 
 impl Pool {
     /// Stops the pool and returns how it ended.
-    pub(crate) async fn stop(self) -> Result<(), jobs::queue::QueueError> {
+    pub(crate) async fn stop(self) -> Result<(), engine::queue::QueueError> {
         let _ = self.stop.send(());
         self.handle.await.expect("join the pool")
     }
@@ -265,12 +266,7 @@ impl TestApp {
     /// Starts another worker pool (all queues) on this app's backends.
     pub(crate) fn spawn_pool(&self, config: worker::WorkerConfig) -> Pool {
         let (stop, stopped) = oneshot::channel::<()>();
-        let executor = worker::executor::Executor::new(
-            self.backends.store.clone(),
-            self.backends.queue.clone(),
-            self.backends.queue.delivery().clone(),
-            worker::handlers::Context::default(),
-        );
+        let executor = self.executor();
         let handle = tokio::spawn(worker::run(
             self.backends.queue.clone(),
             executor,
@@ -280,6 +276,17 @@ impl TestApp {
             },
         ));
         Pool { stop, handle }
+    }
+
+    /// An executor over this app's backends and kinds, as its workers run them.
+    pub(crate) fn executor(&self) -> std::sync::Arc<worker::executor::Executor> {
+        worker::executor::Executor::new(
+            self.backends.store.clone(),
+            self.backends.queue.clone(),
+            self.backends.registry.clone(),
+            self.backends.queue.delivery().clone(),
+            self.backends.metrics.clone(),
+        )
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

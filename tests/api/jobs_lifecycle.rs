@@ -120,25 +120,18 @@ async fn a_queued_job_can_be_cancelled_and_never_runs() {
     assert_eq!(status, 409, "{body}");
 
     // Now a worker comes: the cancelled job's task is skipped.
-    let executor = worker::executor::Executor::new(
-        api_only.backends.store.clone(),
-        api_only.backends.queue.clone(),
-        config.delivery.clone(),
-        worker::handlers::Context {
-            metrics: api_only.backends.metrics.clone(),
-            ..worker::handlers::Context::default()
-        },
-    );
+    let executor = api_only.executor();
     let record = api_only
         .backends
         .store
-        .get(&id)
+        .get(id.parse().expect("a job id"))
         .await
         .expect("db")
         .expect("job");
-    let envelope = jobs::Envelope::of(&record);
     assert_eq!(
-        executor.execute(envelope, "test-worker").await,
+        executor
+            .execute(engine::Task::of(&record), "test-worker")
+            .await,
         worker::executor::Outcome::Skipped
     );
     assert_eq!(api_only.job(&id).await["status"], "cancelled");
@@ -205,7 +198,10 @@ async fn ids_and_filters_with_nul_are_answered_not_failed(stack: Stack) {
     assert_eq!((status, &body["jobs"]), (200, &json!([])), "{body}");
     let (status, body) = app.get("/jobs?before=01J%00").await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(body["message"], "before must not contain NUL characters");
+    assert_eq!(
+        body["message"],
+        "before must be a job id (a 26-character ULID), as next_before hands out"
+    );
 }
 on_both_stacks!(ids_and_filters_with_nul_are_answered_not_failed);
 
@@ -386,10 +382,10 @@ on_both_stacks!(concurrent_requests_with_one_idempotency_key_make_one_job);
 /// housekeeping round with a 1 s retention to check the settings reach it.
 async fn finished_jobs_are_deleted_after_their_retention_and_nothing_else_is(stack: Stack) {
     use chrono::Utc;
-    use jobs::store::Retention;
+    use engine::store::Retention;
 
     let (config, resources) = test_config(stack).await;
-    let window = config.api.idempotency_window();
+    let window = config.backends.idempotency_window();
     let app = crate::helpers::spawn_with(config, resources, conveyor::Role::All).await;
     let store = &app.backends.store;
     let hours = |h: u64| Duration::from_secs(h * 3_600);
@@ -474,11 +470,12 @@ async fn finished_jobs_are_deleted_after_their_retention_and_nothing_else_is(sta
     let fresh = app.enqueue_noop(json!({})).await;
     app.wait_for_status(&fresh, "succeeded", WITHIN).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let settings = scheduler::SchedulerConfig {
+    let settings = engine::config::HousekeepingConfig {
         job_retention_secs: 1,
-        ..scheduler::SchedulerConfig::default()
+        ..engine::config::HousekeepingConfig::default()
     };
-    scheduler::housekeeping::once(store, &app.backends.queue, &settings).await;
+    let queues = app.backends.registry.queues();
+    scheduler::housekeeping::once(store, &app.backends.queue, &queues, &settings).await;
     assert!(
         gone(fresh).await,
         "a housekeeping round kept a record past JOB_RETENTION_SECS"

@@ -177,7 +177,7 @@ on_both_stacks!(an_expensive_input_runs_as_a_job_and_is_cached);
 #[tokio::test]
 async fn a_slow_computation_answers_202_with_the_job() {
     let (mut config, resources) = test_config(Stack::Embedded).await;
-    config.math.wait_ms = 0;
+    config.features.math.wait_ms = 0;
     // The api alone: nothing computes the job, so the route must answer 202.
     let app = spawn_with(config, resources, conveyor::Role::Api).await;
     let response = app

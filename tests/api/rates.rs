@@ -8,9 +8,9 @@ use std::time::Duration;
 use chrono::{Datelike, Days, NaiveDate, Utc, Weekday};
 use conveyor::Role;
 use domain::calendar::is_weekday;
-use jobs::rates::provider::{DayRates, ProviderError, from_config};
-use jobs::rates::{ProviderChoice, RatesArgs, RatesConfig, Secret};
-use jobs::store::JobFilter;
+use engine::store::JobFilter;
+use features::rates::provider::{DayRates, ProviderError, from_config};
+use features::rates::{ProviderChoice, RatesArgs, RatesConfig, Secret};
 use sea_orm::TransactionTrait;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
@@ -92,7 +92,7 @@ fn frankfurter_at(server: &MockServer) -> RatesConfig {
 
 async fn app_for(stack: Stack, rates: RatesConfig, role: Role) -> TestApp {
     let (mut config, resources) = test_config(stack).await;
-    config.rates = rates;
+    config.features.rates = rates;
     spawn_with(config, resources, role).await
 }
 
@@ -657,7 +657,7 @@ async fn a_holiday_is_stored_under_the_previous_day_and_the_backfill_fetches_onl
             base: "EUR".to_owned(),
             rates: rates_for(*date, 0.0),
         };
-        jobs::rates::store::store_day(&tx, *date, &day_rates, &ulid::Ulid::generate().to_string())
+        features::rates::store::store_day(&tx, *date, &day_rates, engine::JobId::generate())
             .await
             .expect("store a day");
     }
@@ -673,7 +673,8 @@ async fn a_holiday_is_stored_under_the_previous_day_and_the_backfill_fetches_onl
         },
         3,
     )
-    .expect("timetable");
+    .expect("timetable")
+    .expect("a timetable that is on");
     let now = Utc::now();
     let report = timetable.startup(now).await.expect("backfill");
     let mut expected: BTreeSet<NaiveDate> = window
@@ -687,7 +688,7 @@ async fn a_holiday_is_stored_under_the_previous_day_and_the_backfill_fetches_onl
     let enqueued: Vec<NaiveDate> = ingest_jobs(&app)
         .await
         .into_iter()
-        .filter(|args| args.reason == jobs::rates::IngestReason::Startup)
+        .filter(|args| args.reason == features::rates::IngestReason::Startup)
         .map(|args| args.date)
         .collect();
     let unique: BTreeSet<NaiveDate> = enqueued.iter().copied().collect();
@@ -715,7 +716,7 @@ on_both_stacks!(
 async fn three_schedulers_enqueue_each_tick_once_and_keep_ticking_when_two_stop(stack: Stack) {
     let server = echo_server(Vec::new(), 0.0).await;
     let (mut config, resources) = test_config(stack).await;
-    config.rates = RatesConfig {
+    config.features.rates = RatesConfig {
         cron: "* * * * * *".to_owned(),
         lookback_days: 3,
         ..frankfurter_at(&server)
@@ -743,12 +744,12 @@ async fn three_schedulers_enqueue_each_tick_once_and_keep_ticking_when_two_stop(
     let mut startup: Vec<NaiveDate> = Vec::new();
     for args in &jobs {
         match args.reason {
-            jobs::rates::IngestReason::Cron => by_tick
+            features::rates::IngestReason::Cron => by_tick
                 .entry(args.tick.expect("cron jobs carry their tick").timestamp())
                 .or_default()
                 .push(args.date),
-            jobs::rates::IngestReason::Startup => startup.push(args.date),
-            jobs::rates::IngestReason::Refresh => panic!("nobody asked for a refresh"),
+            features::rates::IngestReason::Startup => startup.push(args.date),
+            features::rates::IngestReason::Refresh => panic!("nobody asked for a refresh"),
         }
     }
     // Every tick: each date once, and exactly the dates the calendar asks for.
@@ -788,7 +789,7 @@ on_both_stacks!(three_schedulers_enqueue_each_tick_once_and_keep_ticking_when_tw
 #[tokio::test]
 async fn a_bad_timetable_stops_the_scheduler_with_the_variable_named() {
     let (mut config, resources) = test_config(Stack::Embedded).await;
-    config.rates.cron = "at nine".to_owned();
+    config.features.rates.cron = "at nine".to_owned();
     let app = spawn_with(config, resources, Role::Scheduler).await;
     let err = app.stop().await.expect_err("a bad RATES_CRON fails");
     assert!(err.to_string().contains("RATES_CRON 'at nine'"), "{err}");

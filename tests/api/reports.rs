@@ -77,8 +77,8 @@ on_both_stacks!(statistics_are_the_old_services_numbers_to_the_unit);
 #[tokio::test]
 async fn the_readiness_gate_opens_exactly_at_its_thresholds() {
     let app = app_with(Stack::Embedded, |c| {
-        c.reports.min_total = 6;
-        c.reports.min_per_server = 3;
+        c.features.reports.min_total = 6;
+        c.features.reports.min_per_server = 3;
     })
     .await;
     let (status, body) = app.get("/process_statistics").await;
@@ -107,8 +107,8 @@ async fn the_readiness_gate_opens_exactly_at_its_thresholds() {
 #[tokio::test]
 async fn outliers_are_strictly_outside_their_own_band() {
     let app = app_with(Stack::Embedded, |c| {
-        c.reports.min_total = 1;
-        c.reports.outlier_sigmas = domain::stats::Ratio::integer(1);
+        c.features.reports.min_total = 1;
+        c.features.reports.outlier_sigmas = domain::stats::Ratio::integer(1);
     })
     .await;
     store(
@@ -214,7 +214,7 @@ async fn an_error_leaves_out_the_field_and_index_that_do_not_apply() {
 
 #[tokio::test]
 async fn a_batch_with_a_bad_item_is_refused_whole_naming_its_index() {
-    let app = app_with(Stack::Embedded, |c| c.reports.min_total = 1).await;
+    let app = app_with(Stack::Embedded, |c| c.features.reports.min_total = 1).await;
     let mut bad = report("b", 3);
     bad["end_time"] = json!("2000-01-01T00:00:00Z");
     let batch = json!([report("a", 1), report("a", 2), bad, report("c", 4)]);
@@ -236,8 +236,8 @@ async fn a_batch_with_a_bad_item_is_refused_whole_naming_its_index() {
 /// 503 ("database unavailable"), since Postgres text cannot hold it.
 async fn a_server_name_with_nul_is_refused_not_failed(stack: Stack) {
     let app = app_with(stack, |c| {
-        c.reports.min_total = 1;
-        c.reports.min_per_server = 1;
+        c.features.reports.min_total = 1;
+        c.features.reports.min_per_server = 1;
     })
     .await;
     let (status, body) = app.post("/process_report", &report("a\0b", 1)).await;
@@ -255,8 +255,8 @@ on_both_stacks!(a_server_name_with_nul_is_refused_not_failed);
 
 async fn concurrent_reports_are_all_counted_once(stack: Stack) {
     let app = app_with(stack, |c| {
-        c.reports.min_total = 1;
-        c.reports.min_per_server = 1;
+        c.features.reports.min_total = 1;
+        c.features.reports.min_per_server = 1;
         c.worker.concurrency = 16;
     })
     .await;
@@ -298,25 +298,26 @@ on_both_stacks!(concurrent_reports_are_all_counted_once);
 
 async fn a_duplicated_delivery_counts_once(stack: Stack) {
     let (mut config, resources) = test_config(stack).await;
-    config.reports.min_total = 1;
-    config.reports.min_per_server = 1;
+    config.features.reports.min_total = 1;
+    config.features.reports.min_per_server = 1;
     let app = spawn_with(config.clone(), resources, conveyor::Role::Api).await;
     let (status, body) = app.post("/process_report", &report("dup", 42)).await;
     assert_eq!(status, 202, "{body}");
     let record = app
         .backends
         .store
-        .get(body["job_id"].as_str().expect("id"))
+        .get(
+            body["job_id"]
+                .as_str()
+                .expect("id")
+                .parse()
+                .expect("a job id"),
+        )
         .await
         .expect("db")
         .expect("job");
-    let envelope = jobs::Envelope::of(&record);
-    let executor = worker::executor::Executor::new(
-        app.backends.store.clone(),
-        app.backends.queue.clone(),
-        config.delivery.clone(),
-        worker::handlers::Context::default(),
-    );
+    let envelope = engine::Task::of(&record);
+    let executor = app.executor();
     let (a, b) = tokio::join!(
         executor.execute(envelope.clone(), "w1"),
         executor.execute(envelope.clone(), "w2")

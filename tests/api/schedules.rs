@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc, Weekday};
 use conveyor::Role;
-use jobs::rates::{ProviderChoice, RatesConfig};
+use features::rates::{ProviderChoice, RatesConfig};
 use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -18,7 +18,7 @@ const WITHIN: Duration = Duration::from_secs(30);
 
 async fn app_with(stack: Stack, rates: RatesConfig, role: Role) -> TestApp {
     let (mut config, resources) = test_config(stack).await;
-    config.rates = rates;
+    config.features.rates = rates;
     spawn_with(config, resources, role).await
 }
 
@@ -125,12 +125,13 @@ async fn the_rates_timetable_shows_its_next_tick_in_its_time_zone_and_its_newest
         rates,
         3,
     )
-    .expect("the timetable parses");
+    .expect("the timetable parses")
+    .expect("the timetable is on");
     let report = timetable.tick(at).await.expect("tick enqueues");
     assert!(!report.created.is_empty(), "a week back has weekdays");
     let last = rates_entry(&app).await["last_run"].clone();
     let id = last["job_id"].as_str().expect("job_id");
-    assert!(report.created.iter().any(|c| c == id), "{last}");
+    assert!(report.created.iter().any(|c| c.to_string() == id), "{last}");
     assert_eq!(last["reason"], "cron");
     assert_eq!(instant(&last["tick"]), at);
 }
@@ -208,7 +209,7 @@ on_both_stacks!(schedules_answer_503_when_the_database_is_unavailable);
 
 async fn housekeeping_shows_its_interval_and_threshold_and_no_runs_it_cannot_know(stack: Stack) {
     let (mut config, resources) = test_config(stack).await;
-    config.scheduler = scheduler::SchedulerConfig {
+    config.housekeeping = engine::config::HousekeepingConfig {
         housekeeping_interval_secs: 7,
         stuck_after_secs: 120,
         job_retention_secs: 3_600,
@@ -235,15 +236,17 @@ on_both_stacks!(housekeeping_shows_its_interval_and_threshold_and_no_runs_it_can
 async fn housekeeping_reports_the_interval_the_scheduler_runs_and_no_last_run(stack: Stack) {
     let (mut config, resources) = test_config(stack).await;
     // 0 runs every second (the scheduler's floor); that is what is reported.
-    let settings = scheduler::SchedulerConfig {
+    let settings = engine::config::HousekeepingConfig {
         housekeeping_interval_secs: 0,
         stuck_after_secs: 900,
-        ..scheduler::SchedulerConfig::default()
+        ..engine::config::HousekeepingConfig::default()
     };
-    config.scheduler = settings.clone();
+    config.housekeeping = settings.clone();
     let app = spawn_with(config, resources, Role::Api).await;
     // A round of housekeeping records nothing the api could read: still no last run.
-    scheduler::housekeeping::once(&app.backends.store, &app.backends.queue, &settings).await;
+    let queues = app.backends.registry.queues();
+    scheduler::housekeeping::once(&app.backends.store, &app.backends.queue, &queues, &settings)
+        .await;
     let (_, housekeeping) = entries(&app).await;
     assert_eq!(housekeeping["interval_secs"], 1, "{housekeeping}");
     assert_eq!(housekeeping["stuck_after_secs"], 900, "{housekeeping}");

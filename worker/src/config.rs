@@ -20,8 +20,8 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// The queues this process consumes.
-    pub fn queues(&self) -> Vec<String> {
+    /// The queues this process consumes: those named, or else `all`.
+    pub fn queues(&self, all: &[&str]) -> Vec<String> {
         let named: Vec<String> = self
             .queues
             .iter()
@@ -29,10 +29,7 @@ impl WorkerConfig {
             .filter(|q| !q.is_empty())
             .collect();
         if named.is_empty() {
-            jobs::kind::all_queues()
-                .into_iter()
-                .map(str::to_owned)
-                .collect()
+            all.iter().map(|q| (*q).to_owned()).collect()
         } else {
             named
         }
@@ -51,11 +48,6 @@ impl WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig {
-            concurrency: 16,
-            queues: Vec::new(),
-            shutdown_grace_ms: 30_000,
-            restart_ms: 1_000,
-        }
+        engine::config::defaults()
     }
 }

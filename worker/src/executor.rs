@@ -7,21 +7,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jobs::config::DeliveryConfig;
-use jobs::metrics::Metrics;
-use jobs::store::{DbErr, Failure, JobRecord, Start};
-use jobs::{Envelope, JobKind, JobStore, Queue};
-
-use crate::handlers;
+use engine::config::DeliveryConfig;
+use engine::metrics::Metrics;
+use engine::registry::Ran;
+use engine::store::{Failure, Start, StoreError};
+use engine::{JobRecord, JobStore, Queue, Registry, Task};
 
 /// What every delivery needs.
 #[derive(Debug, Clone)]
 pub struct Executor {
     store: JobStore,
     queue: Queue,
+    registry: Registry,
     delivery: DeliveryConfig,
     metrics: Metrics,
-    context: handlers::Context,
 }
 
 /// How one delivery ended, for logs and tests.
@@ -33,7 +32,7 @@ pub enum Outcome {
     Duplicate,
     /// The attempt failed and another is scheduled.
     Retrying(Duration),
-    /// The attempt failed and the job is dead.
+    /// The attempt failed and the job is dead (or its kind is unknown to this build).
     Dead,
     /// The task was not the job's to run (finished, cancelled or superseded).
     Skipped,
@@ -41,30 +40,43 @@ pub enum Outcome {
     Redelivered(String),
 }
 
+/// How an attempt ended before its outcome is recorded.
+enum Attempted {
+    Ran(Ran),
+    Failed(String),
+}
+
 impl Executor {
-    /// An executor over these backends.
+    /// An executor running `registry`'s kinds over these backends.
     pub fn new(
         store: JobStore,
         queue: Queue,
+        registry: Registry,
         delivery: DeliveryConfig,
-        context: handlers::Context,
+        metrics: Metrics,
     ) -> Arc<Self> {
         Arc::new(Executor {
             store,
             queue,
+            registry,
             delivery,
-            metrics: context.metrics.clone(),
-            context,
+            metrics,
         })
     }
 
+    /// Every queue some kind of the registry uses.
+    pub fn queues(&self) -> Vec<&'static str> {
+        self.registry.queues()
+    }
+
     /// Runs one delivery as `worker`.
-    pub async fn execute(&self, envelope: Envelope, worker: &str) -> Outcome {
+    pub async fn execute(&self, task: Task, worker: &str) -> Outcome {
         let mut ran = None;
-        let outcome = match self.try_execute(&envelope, worker, &mut ran).await {
+        let outcome = match self.try_execute(&task, worker, &mut ran).await {
             Ok(outcome) => outcome,
-            Err(err) => self.redeliver(&envelope, err.to_string()).await,
+            Err(err) => self.redeliver(&task, err.to_string()).await,
         };
+        let envelope = &task.envelope;
         tracing::debug!(job = %envelope.job_id, kind = %envelope.kind, ?outcome, "task done");
         self.metrics.job(&envelope.kind, outcome.label(), ran);
         outcome
@@ -72,29 +84,44 @@ impl Executor {
 
     async fn try_execute(
         &self,
-        envelope: &Envelope,
+        task: &Task,
         worker: &str,
         ran: &mut Option<Duration>,
-    ) -> Result<Outcome, DbErr> {
+    ) -> Result<Outcome, StoreError> {
+        let envelope = &task.envelope;
+        if self.registry.get(&envelope.kind).is_none() {
+            let error = format!(
+                "unknown job kind '{}': no worker of this build runs it",
+                envelope.kind.chars().take(64).collect::<String>()
+            );
+            tracing::error!(job = %envelope.job_id, %error, "burying a task");
+            return Ok(if self.store.bury(envelope, &error).await? {
+                Outcome::Dead
+            } else {
+                Outcome::Skipped
+            });
+        }
         let Start::Run(record) = self.store.start_attempt(envelope, worker).await? else {
             return Ok(Outcome::Skipped);
         };
         let started = Instant::now();
-        let attempt = self.attempt(envelope, &record).await;
+        let attempt = self.attempt(&record).await;
         *ran = Some(started.elapsed());
         let error = match attempt {
-            Ok(output) => {
-                let applied = self
-                    .store
-                    .succeed(envelope, output.result, started.elapsed(), output.effect)
-                    .await?;
-                return Ok(if applied {
-                    Outcome::Succeeded
-                } else {
-                    Outcome::Duplicate
-                });
+            Attempted::Ran(success) => {
+                match success
+                    .record(&self.store, envelope.clone(), started.elapsed())
+                    .await
+                {
+                    Ok(true) => return Ok(Outcome::Succeeded),
+                    Ok(false) => return Ok(Outcome::Duplicate),
+                    // The effect cannot be stored however often it is tried: the
+                    // attempt fails (and is retried, then dead) with the reason.
+                    Err(StoreError::Rejected(reason)) => reason,
+                    Err(err) => return Err(err),
+                }
             }
-            Err(error) => error,
+            Attempted::Failed(error) => error,
         };
         let backoff = self.delivery.backoff();
         let failure = self
@@ -104,14 +131,11 @@ impl Executor {
             })
             .await?;
         Ok(match failure {
-            Failure::Retry {
-                envelope: next,
-                delay,
-            } => {
+            Failure::Retry { task: next, delay } => {
                 if let Err(err) = self.queue.push(&next, delay).await {
                     // The record says `failed` with its due time; the scheduler's sweep
                     // pushes overdue retries again.
-                    tracing::error!(job = %next.job_id, %err, "could not push a retry");
+                    tracing::error!(job = %next.envelope.job_id, %err, "could not push a retry");
                 }
                 Outcome::Retrying(delay)
             }
@@ -120,21 +144,17 @@ impl Executor {
         })
     }
 
-    /// Runs the kind's handler under the attempt timeout; every failure becomes the
+    /// Runs the record's kind under the attempt timeout; every failure becomes the
     /// message recorded on the job.
-    async fn attempt(
-        &self,
-        envelope: &Envelope,
-        record: &JobRecord,
-    ) -> Result<handlers::Output, String> {
-        let kind = envelope
-            .kind
-            .parse::<JobKind>()
-            .map_err(|e| e.to_string())?;
+    async fn attempt(&self, record: &JobRecord) -> Attempted {
+        let Some(runner) = self.registry.get(&record.kind) else {
+            return Attempted::Failed(format!("unknown job kind '{}'", record.kind));
+        };
         let timeout = self.delivery.timeout();
-        match tokio::time::timeout(timeout, handlers::run(kind, record, &self.context)).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("timed out after {} ms", timeout.as_millis())),
+        match tokio::time::timeout(timeout, runner.run(record)).await {
+            Ok(Ok(success)) => Attempted::Ran(success),
+            Ok(Err(err)) => Attempted::Failed(err.to_string()),
+            Err(_) => Attempted::Failed(format!("timed out after {} ms", timeout.as_millis())),
         }
     }
 
@@ -146,11 +166,12 @@ impl Executor {
     /// duplicate and the job would stay `running` with nothing left to run it. If even
     /// that push fails, the scheduler's sweep finds the job once it has been `running`
     /// for longer than an attempt can take.
-    async fn redeliver(&self, envelope: &Envelope, error: String) -> Outcome {
-        tracing::warn!(job = %envelope.job_id, %error, "recording failed; redelivering");
+    async fn redeliver(&self, task: &Task, error: String) -> Outcome {
+        let job = task.envelope.job_id;
+        tracing::warn!(%job, %error, "recording failed; redelivering");
         let pause = self.delivery.backoff().delay(1, rand::random::<f64>());
-        if let Err(err) = self.queue.push_again(envelope, pause).await {
-            tracing::error!(job = %envelope.job_id, %err, "could not redeliver; the stuck-job sweep will");
+        if let Err(err) = self.queue.push_again(task, pause).await {
+            tracing::error!(%job, %err, "could not redeliver; the stuck-job sweep will");
         }
         Outcome::Redelivered(error)
     }

@@ -1,17 +1,16 @@
-//! Conveyor's workers: pull tasks, run the handler of each task's kind, record the
-//! outcome in the job record (with the job's effect, in one transaction), ack.
+//! Conveyor's workers: pull tasks, run each task's kind from the registry, record the
+//! outcome in the job record (with the job's effect, in one transaction), ack. They
+//! know no kind themselves.
 //!
 //! # Layout
 //! - [`config`]: the worker role's settings.
 //! - [`executor`]: one delivered task from start to recorded outcome: timeouts,
-//!   retries with backoff, `dead`, exactly-once effects.
-//! - [`handlers`]: one module per feature, each turning a job's arguments into a result.
+//!   retries with backoff, `dead`, exactly-once effects, unknown kinds.
 //! - [`pool`]: one consumer per queue, graceful shutdown.
 #![warn(missing_docs)]
 
 pub mod config;
 pub mod executor;
-pub mod handlers;
 pub mod pool;
 
 pub use config::WorkerConfig;

@@ -3,28 +3,29 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use engine::Queue;
+use engine::queue::{ConsumerConfig, Handler, QueueError, worker_name};
 use futures::FutureExt;
-use jobs::Queue;
-use jobs::queue::{ConsumerConfig, Handler, QueueError, worker_name};
 
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
 
 /// The handler of one consumer: every delivery runs through the executor as `name`.
 fn handler(executor: Arc<Executor>, name: String) -> Handler {
-    Arc::new(move |envelope| {
+    Arc::new(move |task| {
         let executor = executor.clone();
         let name = name.clone();
         async move {
-            executor.execute(envelope, &name).await;
+            executor.execute(task, &name).await;
         }
         .boxed()
     })
 }
 
-/// Consumes the configured queues until `shutdown` completes, then gives in-flight
-/// tasks the grace period to finish. Tasks still running after it are not lost: their
-/// worker stops heartbeating and another worker runs them again.
+/// Consumes the configured queues (by default every queue of the executor's kinds)
+/// until `shutdown` completes, then gives in-flight tasks the grace period to finish.
+/// Tasks still running after it are not lost: their worker stops heartbeating and
+/// another worker runs them again.
 pub async fn run(
     queue: Queue,
     executor: Arc<Executor>,
@@ -33,7 +34,7 @@ pub async fn run(
 ) -> Result<(), QueueError> {
     let shutdown = shutdown.shared();
     let mut consumers = tokio::task::JoinSet::new();
-    for logical in config.queues() {
+    for logical in config.queues(&executor.queues()) {
         let queue = queue.clone();
         let executor = executor.clone();
         let shutdown = shutdown.clone();

@@ -1,0 +1,276 @@
+//! Group commit: many callers' record writes of one shape carried by one statement.
+//!
+//! A caller adds its request to the pending list and awaits its own answer. If fewer
+//! than `flushers` flushes are running, it starts one: a task that takes up to
+//! `max_batch` pending requests, runs them as one statement, answers each caller, and
+//! goes on while requests are pending. Nothing waits on a timer: at light load a
+//! request is flushed alone at once (one round trip, as without batching); under load,
+//! requests pile up while a flush is in flight and the next flush takes them all.
+//!
+//! Every write is still made, and made before its caller is answered: batching changes
+//! how many statements carry the writes, not whether they are durable.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::BoxFuture;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use super::StoreError;
+
+/// Runs one batch; answers in the order of the requests, one per request.
+pub(crate) type Flush<Req, Res> =
+    Arc<dyn Fn(Vec<Req>) -> BoxFuture<'static, Result<Vec<Res>, StoreError>> + Send + Sync>;
+
+type Pending<Req, Res> = (Req, oneshot::Sender<Result<Res, StoreError>>);
+
+/// One kind of write, batched.
+pub(crate) struct Batcher<Req, Res> {
+    pending: Mutex<Vec<Pending<Req, Res>>>,
+    flushers: Arc<Semaphore>,
+    max_batch: usize,
+    flush: Flush<Req, Res>,
+}
+
+impl<Req, Res> std::fmt::Debug for Batcher<Req, Res> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("max_batch", &self.max_batch)
+            .field("flushers_free", &self.flushers.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
+    /// Batches of at most `max_batch`, at most `flushers` at once (each holds one
+    /// database connection while it runs).
+    pub(crate) fn new(max_batch: usize, flushers: usize, flush: Flush<Req, Res>) -> Arc<Self> {
+        Arc::new(Batcher {
+            pending: Mutex::new(Vec::new()),
+            flushers: Arc::new(Semaphore::new(flushers.max(1))),
+            max_batch: max_batch.max(1),
+            flush,
+        })
+    }
+
+    /// Writes `request` in the next batch and returns its answer.
+    pub(crate) async fn run(self: &Arc<Self>, request: Req) -> Result<Res, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().push((request, tx));
+        self.start_flusher();
+        rx.await.unwrap_or(Err(StoreError::Lost))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending<Req, Res>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a flush task if a flusher is free. The task is spawned, not run by the
+    /// caller, so that a caller that stops waiting cannot drop other callers' writes.
+    fn start_flusher(self: &Arc<Self>) {
+        if let Ok(permit) = self.flushers.clone().try_acquire_owned() {
+            let this = self.clone();
+            tokio::spawn(async move { this.flush_while_pending(permit).await });
+        }
+    }
+
+    async fn flush_while_pending(self: Arc<Self>, permit: OwnedSemaphorePermit) {
+        loop {
+            let batch: Vec<Pending<Req, Res>> = {
+                let mut pending = self.lock();
+                let take = pending.len().min(self.max_batch);
+                pending.drain(..take).collect()
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let (requests, answers): (Vec<Req>, Vec<_>) = batch.into_iter().unzip();
+            let count = requests.len();
+            match (self.flush)(requests).await {
+                Ok(results) if results.len() == count => {
+                    for (answer, result) in answers.into_iter().zip(results) {
+                        let _ = answer.send(Ok(result));
+                    }
+                }
+                Ok(results) => {
+                    let err = StoreError::Miscounted {
+                        asked: count,
+                        answered: results.len(),
+                    };
+                    for answer in answers {
+                        let _ = answer.send(Err(err.clone()));
+                    }
+                }
+                Err(err) => {
+                    let mut answers = answers;
+                    if err.is_unreachable() {
+                        // Requests queued behind this flush would wait a whole acquire
+                        // timeout more for the same answer (the api would hang past its
+                        // timeout while the database is down): they get it now. None of
+                        // them was written, so failing them is safe.
+                        answers.extend(self.lock().drain(..).map(|(_, answer)| answer));
+                    }
+                    for answer in answers {
+                        let _ = answer.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+        drop(permit);
+        // A request added after the last take, while this flusher still held its
+        // permit, found no free flusher: look once more now that one is free.
+        if !self.lock().is_empty() {
+            self.start_flusher();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use sea_orm::DbErr;
+
+    use super::*;
+
+    fn doubling(batches: Arc<Mutex<Vec<usize>>>, delay: Duration) -> Flush<u32, u32> {
+        Arc::new(move |requests: Vec<u32>| {
+            let batches = batches.clone();
+            Box::pin(async move {
+                batches.lock().unwrap().push(requests.len());
+                tokio::time::sleep(delay).await;
+                Ok(requests.into_iter().map(|r| r * 2).collect())
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn a_lone_request_is_flushed_at_once() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let batcher = Batcher::new(64, 2, doubling(batches.clone(), Duration::ZERO));
+        assert_eq!(batcher.run(21).await.unwrap(), 42);
+        assert_eq!(*batches.lock().unwrap(), vec![1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_caller_gets_its_own_answer_and_requests_share_batches() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let batcher = Batcher::new(50, 2, doubling(batches.clone(), Duration::from_millis(5)));
+        let calls = (0..1_000u32).map(|i| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { (i, batcher.run(i).await.unwrap()) })
+        });
+        for call in futures::future::join_all(calls).await {
+            let (i, answer) = call.unwrap();
+            assert_eq!(answer, i * 2);
+        }
+        let batches = batches.lock().unwrap();
+        assert_eq!(batches.iter().sum::<usize>(), 1_000);
+        assert!(batches.iter().all(|&n| n <= 50), "{batches:?}");
+        assert!(
+            batches.len() < 1_000,
+            "no request shared a batch: {batches:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn never_more_flushes_at_once_than_flushers() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let flush: Flush<u32, u32> = {
+            let (running, most) = (running.clone(), most.clone());
+            Arc::new(move |requests: Vec<u32>| {
+                let (running, most) = (running.clone(), most.clone());
+                Box::pin(async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(requests)
+                })
+            })
+        };
+        let batcher = Batcher::new(4, 3, flush);
+        let calls = (0..400u32).map(|i| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.run(i).await.unwrap() })
+        });
+        futures::future::join_all(calls).await;
+        let most = most.load(Ordering::SeqCst);
+        assert!((1..=3).contains(&most), "{most} flushes ran at once");
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_each_of_its_callers_with_the_cause() {
+        let flush: Flush<u32, u32> = Arc::new(|_requests: Vec<u32>| {
+            Box::pin(async { Err(StoreError::from(DbErr::Custom("connection refused".into()))) })
+        });
+        let batcher = Batcher::new(8, 1, flush);
+        let (a, b) = tokio::join!(batcher.run(1), batcher.run(2));
+        for result in [a, b] {
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains("connection refused"), "{err}");
+        }
+    }
+
+    /// One flusher whose flushes take 100 ms and fail with `error()`; returns the
+    /// answers of three callers (the second and third queued behind the first flush)
+    /// and the number of flushes.
+    async fn three_callers_behind_a_failing_flush(error: fn() -> DbErr) -> (Vec<String>, usize) {
+        let flushes = Arc::new(AtomicUsize::new(0));
+        let flush: Flush<u32, u32> = {
+            let flushes = flushes.clone();
+            Arc::new(move |_requests: Vec<u32>| {
+                flushes.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Err(StoreError::from(error()))
+                })
+            })
+        };
+        let batcher = Batcher::new(8, 1, flush);
+        let first = batcher.run(1);
+        let later = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::join!(batcher.run(2), batcher.run(3))
+        };
+        let (a, (b, c)) = tokio::join!(first, later);
+        let answers = [a, b, c]
+            .into_iter()
+            .map(|r| r.unwrap_err().to_string())
+            .collect();
+        (answers, flushes.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn callers_queued_behind_a_flush_that_found_no_database_fail_with_it() {
+        let (answers, flushes) = three_callers_behind_a_failing_flush(|| {
+            DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout)
+        })
+        .await;
+        assert_eq!(
+            flushes, 1,
+            "the queued callers were not tried again: {answers:?}"
+        );
+        assert!(
+            answers.iter().all(|a| a.contains("timed out")),
+            "{answers:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn callers_queued_behind_a_flush_whose_rows_were_refused_are_flushed_on_their_own() {
+        let (answers, flushes) =
+            three_callers_behind_a_failing_flush(|| DbErr::Custom("row refused".into())).await;
+        assert_eq!(flushes, 2, "{answers:?}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_answering_the_wrong_number_of_results_is_an_error() {
+        let flush: Flush<u32, u32> =
+            Arc::new(|_requests: Vec<u32>| Box::pin(async { Ok(Vec::new()) }));
+        let batcher = Batcher::new(8, 1, flush);
+        let err = batcher.run(1).await.unwrap_err().to_string();
+        assert!(err.contains("answered 0"), "{err}");
+    }
+}

@@ -1,0 +1,670 @@
+//! Job records: creation, lifecycle transitions and queries.
+//!
+//! Every transition is one conditional `UPDATE`, so concurrent workers, operators and
+//! redelivered tasks cannot move a job backwards or finish it twice.
+//!
+//! # Layout
+//! - here: [`JobStore`], one method per state change or query.
+//! - `writes`: the hot writes (creation, claim, success with its effect), each one
+//!   statement per batch of callers, on either database.
+//! - `group_commit`: the batching those writes ride on.
+//! - `retention`: deleting finished records past their retention.
+
+mod group_commit;
+mod retention;
+mod writes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use entity::{idempotency_key, job};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use serde_json::Value;
+
+pub use retention::Retention;
+#[doc(hidden)]
+pub use writes::batched_updates;
+
+use crate::ids::{JobId, TaskId};
+use crate::job::Effect;
+use crate::job::NewJob;
+use crate::record::{CorruptRecord, JobRecord, JobStatus};
+use crate::task::{Envelope, Task};
+use writes::Writes;
+
+/// Why the store could not answer. Cheap to clone: one failed batch answers each of
+/// its callers with the same error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused the statement or could not be reached.
+    #[error("{0}")]
+    Database(Arc<DbErr>),
+    /// A stored row is no job record this build can read.
+    #[error(transparent)]
+    Corrupt(#[from] CorruptRecord),
+    /// A job's effect does not fit what is stored; retrying cannot help.
+    #[error("{0}")]
+    Rejected(String),
+    /// A batch's rows could not be encoded.
+    #[error("encoding a batch: {0}")]
+    Encode(Arc<serde_json::Error>),
+    /// The flush carrying this write ended without answering (its task was aborted).
+    #[error("the batch writing this record was lost")]
+    Lost,
+    /// A batched statement answered for a different number of rows than it carried.
+    #[error("a batch of {asked} writes answered {answered}")]
+    Miscounted {
+        /// Rows the batch carried.
+        asked: usize,
+        /// Answers it gave.
+        answered: usize,
+    },
+}
+
+impl From<DbErr> for StoreError {
+    fn from(err: DbErr) -> Self {
+        StoreError::Database(Arc::new(err))
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(err: serde_json::Error) -> Self {
+        StoreError::Encode(Arc::new(err))
+    }
+}
+
+impl StoreError {
+    /// The database could not be reached (no connection, connection lost), as opposed
+    /// to refusing a statement: nothing was written, and waiting is the only cure.
+    pub fn is_unreachable(&self) -> bool {
+        use sea_orm::RuntimeErr;
+        use sea_orm::sqlx::Error;
+        let StoreError::Database(err) = self else {
+            return false;
+        };
+        match &**err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+                matches!(
+                    **e,
+                    Error::Io(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The outcome of [`JobStore::create`].
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// A new job; its first task must now be pushed.
+    New(JobRecord),
+    /// The idempotency key was seen within its window: the first job, nothing new.
+    Existing(JobRecord),
+}
+
+impl Created {
+    /// The job, new or first.
+    pub fn into_record(self) -> JobRecord {
+        match self {
+            Created::New(record) | Created::Existing(record) => record,
+        }
+    }
+}
+
+/// The outcome of [`JobStore::start_attempt`].
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// Run it: the record now says `running`.
+    Run(Box<JobRecord>),
+    /// Do not run it: finished, cancelled, superseded by another task, or unknown.
+    Skip,
+}
+
+/// A successful attempt to record: which task, its result and effect.
+#[derive(Debug)]
+pub struct Success<E> {
+    /// The task that ran.
+    pub envelope: Envelope,
+    /// The record's result.
+    pub result: Value,
+    /// How long the attempt took.
+    pub elapsed: Duration,
+    /// Applied in the transaction that marks the job succeeded.
+    pub effect: E,
+}
+
+/// The outcome of a failed attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Another attempt is due after `delay`; push `task` with that delay.
+    Retry {
+        /// The task to push.
+        task: Task,
+        /// How long to wait.
+        delay: Duration,
+    },
+    /// `max_attempts` is spent: the job is dead.
+    Dead,
+    /// The job was no longer this task's to fail (finished elsewhere, cancelled).
+    Stale,
+}
+
+/// The outcome of an operator's cancel or retry.
+#[derive(Debug, Clone)]
+pub enum OperatorOutcome {
+    /// Done; for a retry, push a task for the returned record.
+    Done(Box<JobRecord>),
+    /// No such job.
+    NotFound,
+    /// The job's status does not allow it.
+    Conflict(JobStatus),
+}
+
+/// Filters of `GET /jobs`.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this status.
+    pub status: Option<JobStatus>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only ids below this one (the previous page's last id).
+    pub before: Option<JobId>,
+    /// Page size.
+    pub limit: u64,
+}
+
+/// Number of job records in one queue and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCount {
+    /// Logical queue name.
+    pub queue: String,
+    /// The status.
+    pub status: JobStatus,
+    /// How many.
+    pub count: u64,
+}
+
+/// Job records in the database.
+#[derive(Debug, Clone)]
+pub struct JobStore {
+    db: DatabaseConnection,
+    idempotency_window: Duration,
+    writes: Arc<Writes>,
+}
+
+impl JobStore {
+    /// A store over `db`; an `Idempotency-Key` is honoured for `idempotency_window`.
+    /// The hot writes are group-committed.
+    pub fn new(db: DatabaseConnection, idempotency_window: Duration) -> Self {
+        JobStore {
+            writes: Arc::new(Writes::new(&db, writes::MAX_BATCH)),
+            db,
+            idempotency_window,
+        }
+    }
+
+    /// The same store with every write made on its own (batches of one): what the
+    /// benchmarks compare against.
+    pub fn unbatched(mut self) -> Self {
+        self.writes = Arc::new(Writes::new(&self.db, 1));
+        self
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at `BEGIN`
+    /// (`IMMEDIATE`), so that it waits for other writers (busy timeout) instead of
+    /// failing when a read inside it has to be upgraded; Postgres ignores the mode.
+    async fn write_transaction(&self) -> Result<DatabaseTransaction, DbErr> {
+        write_transaction(&self.db).await
+    }
+
+    /// The underlying connection.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// How long an `Idempotency-Key` returns the first job.
+    pub fn idempotency_window(&self) -> Duration {
+        self.idempotency_window
+    }
+
+    /// Creates a `queued` job, or returns the first job made with the same
+    /// idempotency key within its window.
+    pub async fn create(&self, new: NewJob) -> Result<Created, StoreError> {
+        if new.idempotency_key.is_none() {
+            let record = new_record(&new, JobId::generate(), Utc::now());
+            self.writes.create(record.clone()).await?;
+            return Ok(Created::New(record));
+        }
+        // A unique violation means another request claimed the key between our read
+        // and our insert; the next try finds its job. Bounded, so that a violation of
+        // some other kind surfaces instead of spinning.
+        let mut tries = 0;
+        loop {
+            match self.try_create(&new).await {
+                Err(StoreError::Database(err))
+                    if tries < 3
+                        && matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
+                {
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_create(&self, new: &NewJob) -> Result<Created, StoreError> {
+        let now = Utc::now();
+        let id = JobId::generate();
+        let tx = self.write_transaction().await?;
+        if let Some(key) = &new.idempotency_key {
+            if let Some(claimed) = idempotency_key::Entity::find_by_id(key.clone())
+                .one(&tx)
+                .await?
+            {
+                let age = now.signed_duration_since(claimed.created_at);
+                let fresh = age
+                    .to_std()
+                    .map(|age| age < self.idempotency_window)
+                    .unwrap_or(true);
+                if fresh
+                    && let Some(first) = job::Entity::find_by_id(claimed.job_id).one(&tx).await?
+                {
+                    tx.commit().await?;
+                    return Ok(Created::Existing(read(first)?));
+                }
+                idempotency_key::Entity::delete_by_id(key.clone())
+                    .exec(&tx)
+                    .await?;
+            }
+            idempotency_key::ActiveModel {
+                key: Set(key.clone()),
+                job_id: Set(id.to_string()),
+                created_at: Set(now),
+            }
+            .insert(&tx)
+            .await?;
+        }
+        let record = new_record(new, id, now);
+        job::ActiveModel::from(row_of(&record))
+            .reset_all()
+            .insert(&tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Created::New(record))
+    }
+
+    /// Removes a job whose first task could not be pushed, so that nothing claims
+    /// to be queued when it is not (and its idempotency key can be used again).
+    pub async fn discard(&self, record: &JobRecord) -> Result<(), StoreError> {
+        let tx = self.write_transaction().await?;
+        if let Some(key) = &record.idempotency_key {
+            idempotency_key::Entity::delete_many()
+                .filter(idempotency_key::Column::Key.eq(key.clone()))
+                .filter(idempotency_key::Column::JobId.eq(record.id.to_string()))
+                .exec(&tx)
+                .await?;
+        }
+        job::Entity::delete_by_id(record.id.to_string())
+            .exec(&tx)
+            .await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// One job by id.
+    pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        job::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .map(read)
+            .transpose()
+    }
+
+    /// Jobs newest first, keyset-paginated by id.
+    pub async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        let mut query = job::Entity::find().order_by_desc(job::Column::Id);
+        if let Some(status) = filter.status {
+            query = query.filter(job::Column::Status.eq(status.as_str()));
+        }
+        if let Some(kind) = &filter.kind {
+            query = query.filter(job::Column::Kind.eq(kind.clone()));
+        }
+        if let Some(before) = filter.before {
+            query = query.filter(job::Column::Id.lt(before.to_string()));
+        }
+        query
+            .limit(filter.limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(read)
+            .collect()
+    }
+
+    /// Claims a delivered task's job for an attempt, unless the job is finished,
+    /// cancelled, or belongs to another task now.
+    pub async fn start_attempt(
+        &self,
+        envelope: &Envelope,
+        worker: &str,
+    ) -> Result<Start, StoreError> {
+        Ok(match self.writes.start(envelope, worker).await? {
+            Some(record) => Start::Run(Box::new(record)),
+            None => Start::Skip,
+        })
+    }
+
+    /// Marks a job of `kind` succeeded and applies its effect in the same transaction,
+    /// together with other successes of the same kind.
+    ///
+    /// Returns false, applying nothing, when the job was already finished by another
+    /// delivery of the same task: this is what makes effects exactly-once.
+    pub async fn succeed<E: Effect>(
+        &self,
+        kind: &'static str,
+        success: Success<E>,
+    ) -> Result<bool, StoreError> {
+        self.writes.succeed(kind, success).await
+    }
+
+    /// Records a failed attempt: schedules the next one or declares the job dead.
+    pub async fn fail(
+        &self,
+        envelope: &Envelope,
+        error: &str,
+        elapsed: Duration,
+        delay: impl FnOnce(u32) -> Duration,
+    ) -> Result<Failure, StoreError> {
+        let Some(record) = self.get(envelope.job_id).await? else {
+            return Ok(Failure::Stale);
+        };
+        let dead = record.attempts >= record.max_attempts;
+        let now = Utc::now();
+        let mut update = job::Entity::update_many()
+            .col_expr(job::Column::Error, Expr::value(error))
+            .col_expr(job::Column::ElapsedMs, Expr::value(millis(elapsed)))
+            .filter(job::Column::Id.eq(envelope.job_id.to_string()))
+            .filter(job::Column::TaskId.eq(envelope.task_id.to_string()))
+            .filter(job::Column::Status.eq(JobStatus::Running.as_str()));
+        let outcome = if dead {
+            update = update
+                .col_expr(job::Column::Status, Expr::value(JobStatus::Dead.as_str()))
+                .col_expr(job::Column::FinishedAt, Expr::value(now));
+            Failure::Dead
+        } else {
+            let wait = delay(record.attempts);
+            let next = TaskId::generate();
+            let due = now + chrono::Duration::from_std(wait).unwrap_or_default();
+            update = update
+                .col_expr(job::Column::Status, Expr::value(JobStatus::Failed.as_str()))
+                .col_expr(job::Column::RunAt, Expr::value(due))
+                .col_expr(job::Column::TaskId, Expr::value(next.to_string()));
+            Failure::Retry {
+                task: Task {
+                    queue: record.queue,
+                    envelope: Envelope {
+                        task_id: next,
+                        ..envelope.clone()
+                    },
+                },
+                delay: wait,
+            }
+        };
+        let updated = update.exec(&self.db).await?;
+        Ok(if updated.rows_affected == 0 {
+            Failure::Stale
+        } else {
+            outcome
+        })
+    }
+
+    /// Records a delivered task's job `dead` at once with `error`, without an attempt
+    /// (its kind is one this build cannot run); false when the task was no longer the
+    /// job's to run.
+    pub async fn bury(&self, envelope: &Envelope, error: &str) -> Result<bool, StoreError> {
+        let updated = job::Entity::update_many()
+            .col_expr(job::Column::Status, Expr::value(JobStatus::Dead.as_str()))
+            .col_expr(job::Column::Error, Expr::value(error))
+            .col_expr(job::Column::FinishedAt, Expr::value(Utc::now()))
+            .col_expr(
+                job::Column::RunAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(job::Column::Id.eq(envelope.job_id.to_string()))
+            .filter(job::Column::TaskId.eq(envelope.task_id.to_string()))
+            .filter(job::Column::Status.is_in(statuses(JobStatus::can_start)))
+            .exec(&self.db)
+            .await?;
+        Ok(updated.rows_affected > 0)
+    }
+
+    /// Cancels a job that has not started.
+    pub async fn cancel(&self, id: JobId) -> Result<OperatorOutcome, StoreError> {
+        let updated = job::Entity::update_many()
+            .col_expr(
+                job::Column::Status,
+                Expr::value(JobStatus::Cancelled.as_str()),
+            )
+            .col_expr(job::Column::FinishedAt, Expr::value(Utc::now()))
+            .col_expr(
+                job::Column::RunAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(job::Column::Id.eq(id.to_string()))
+            .filter(job::Column::Status.is_in(statuses(JobStatus::can_cancel)))
+            .exec_with_returning(&self.db)
+            .await?;
+        self.operator_outcome(id, updated).await
+    }
+
+    /// Gives a failed or dead job `extra_attempts` more attempts under a new task id;
+    /// the caller pushes that task. `attempts` keeps counting (it is history); a retry
+    /// already scheduled is superseded.
+    pub async fn retry_by_hand(
+        &self,
+        id: JobId,
+        extra_attempts: u32,
+    ) -> Result<OperatorOutcome, StoreError> {
+        let extra = i32::try_from(Ord::max(extra_attempts, 1)).unwrap_or(i32::MAX);
+        let updated = job::Entity::update_many()
+            .col_expr(job::Column::Status, Expr::value(JobStatus::Queued.as_str()))
+            .col_expr(
+                job::Column::MaxAttempts,
+                Expr::col(job::Column::Attempts).add(extra),
+            )
+            .col_expr(
+                job::Column::FinishedAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                job::Column::RunAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                job::Column::TaskId,
+                Expr::value(TaskId::generate().to_string()),
+            )
+            .filter(job::Column::Id.eq(id.to_string()))
+            .filter(job::Column::Status.is_in(statuses(JobStatus::can_retry)))
+            .exec_with_returning(&self.db)
+            .await?;
+        self.operator_outcome(id, updated).await
+    }
+
+    /// `updated` are the rows the operator's conditional update returned; when it
+    /// matched none the job is missing or in the wrong status, and a read tells which.
+    async fn operator_outcome(
+        &self,
+        id: JobId,
+        mut updated: Vec<job::Model>,
+    ) -> Result<OperatorOutcome, StoreError> {
+        if let Some(row) = updated.pop() {
+            return Ok(OperatorOutcome::Done(Box::new(read(row)?)));
+        }
+        Ok(match self.get(id).await? {
+            None => OperatorOutcome::NotFound,
+            Some(record) => OperatorOutcome::Conflict(record.status),
+        })
+    }
+
+    /// Tasks of jobs that waited far too long: `queued` since before `older_than`, or
+    /// `failed` with a retry overdue by `older_than`. Their push was probably lost.
+    ///
+    /// Also jobs `running` since before `running_longer_than`: an attempt is bounded by
+    /// its timeout, so such a job's outcome was never recorded and nothing is left to
+    /// run it (its worker could neither record nor push it again).
+    pub async fn stuck(
+        &self,
+        older_than: Duration,
+        running_longer_than: Duration,
+        limit: u64,
+    ) -> Result<Vec<Task>, StoreError> {
+        let now = Utc::now();
+        let cutoff = retention::before(now, older_than);
+        let queued = sea_orm::Condition::all()
+            .add(job::Column::Status.eq(JobStatus::Queued.as_str()))
+            .add(job::Column::CreatedAt.lt(cutoff));
+        let overdue = sea_orm::Condition::all()
+            .add(job::Column::Status.eq(JobStatus::Failed.as_str()))
+            .add(job::Column::RunAt.lt(cutoff));
+        let abandoned = sea_orm::Condition::all()
+            .add(job::Column::Status.eq(JobStatus::Running.as_str()))
+            .add(job::Column::StartedAt.lt(retention::before(now, running_longer_than)));
+        let rows = job::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(queued)
+                    .add(overdue)
+                    .add(abandoned),
+            )
+            .order_by_asc(job::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok(Task::of(&read(row)?)))
+            .collect()
+    }
+
+    /// Job records by queue and status, for `GET /queues`.
+    pub async fn queue_counts(&self) -> Result<Vec<QueueCount>, StoreError> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            queue: String,
+            status: String,
+            count: i64,
+        }
+        let rows = job::Entity::find()
+            .select_only()
+            .column(job::Column::Queue)
+            .column(job::Column::Status)
+            .column_as(job::Column::Id.count(), "count")
+            .group_by(job::Column::Queue)
+            .group_by(job::Column::Status)
+            .into_model::<Row>()
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                let status = row.status.parse().map_err(|e| CorruptRecord {
+                    id: format!("(one of the {} in queue '{}')", row.count, row.queue),
+                    reason: format!("{e}"),
+                })?;
+                Ok(QueueCount {
+                    queue: row.queue,
+                    status,
+                    count: u64::try_from(row.count).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// Answers when the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.execute_unprepared("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+/// A write transaction on `db` (see [`JobStore::write_transaction`]).
+async fn write_transaction(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
+
+/// A stored row as a record.
+fn read(row: job::Model) -> Result<JobRecord, StoreError> {
+    Ok(JobRecord::try_from(row)?)
+}
+
+/// A `queued` record for `new`. Its times are cut to microseconds, as the database
+/// keeps them, so that the record handed back equals the one read later.
+fn new_record(new: &NewJob, id: JobId, now: DateTime<Utc>) -> JobRecord {
+    JobRecord {
+        id,
+        kind: new.kind.name.to_owned(),
+        queue: new.kind.queue.to_owned(),
+        args: new.args.clone(),
+        status: JobStatus::Queued,
+        attempts: 0,
+        max_attempts: Ord::max(new.max_attempts, 1),
+        result: None,
+        error: None,
+        worker: None,
+        idempotency_key: new.idempotency_key.clone(),
+        created_at: now.trunc_subsecs(6),
+        started_at: None,
+        finished_at: None,
+        elapsed_ms: None,
+        run_at: None,
+        task_id: TaskId::generate(),
+    }
+}
+
+/// The row of a new record, to insert.
+fn row_of(record: &JobRecord) -> job::Model {
+    job::Model {
+        id: record.id.to_string(),
+        kind: record.kind.clone(),
+        queue: record.queue.clone(),
+        args: record.args.clone(),
+        status: record.status.as_str().to_owned(),
+        attempts: i32::try_from(record.attempts).unwrap_or(i32::MAX),
+        max_attempts: i32::try_from(record.max_attempts).unwrap_or(i32::MAX),
+        result: record.result.clone(),
+        error: record.error.clone(),
+        worker: record.worker.clone(),
+        idempotency_key: record.idempotency_key.clone(),
+        created_at: record.created_at,
+        started_at: record.started_at,
+        finished_at: record.finished_at,
+        elapsed_ms: record
+            .elapsed_ms
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        run_at: record.run_at,
+        task_id: record.task_id.to_string(),
+    }
+}
+
+/// The wire names of the statuses for which `allowed` holds.
+fn statuses(allowed: fn(JobStatus) -> bool) -> Vec<&'static str> {
+    JobStatus::ALL
+        .into_iter()
+        .filter(|s| allowed(*s))
+        .map(JobStatus::as_str)
+        .collect()
+}
+
+fn millis(elapsed: Duration) -> i64 {
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}

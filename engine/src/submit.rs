@@ -1,0 +1,39 @@
+//! Submitting a job: a `queued` job record, then its first task on the queue. Shared
+//! by every producer (the api's routes, the scheduler's timetables).
+
+use std::time::Duration;
+
+use crate::job::NewJob;
+use crate::queue::{Queue, QueueError};
+use crate::store::{Created, JobStore, StoreError};
+use crate::task::Task;
+
+/// Why a job could not be submitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The database did not answer.
+    #[error("database unavailable: {0}")]
+    Database(#[from] StoreError),
+    /// The queue did not take the task.
+    #[error("queue unavailable: {0}")]
+    Queue(#[from] QueueError),
+}
+
+/// Creates the job and pushes its first task; an idempotency key seen within its
+/// window returns the first job instead (and pushes nothing).
+///
+/// If the push fails the record is removed again, so that no job claims to be queued
+/// when it is not, and its idempotency key is free for the next try.
+pub async fn submit(store: &JobStore, queue: &Queue, job: NewJob) -> Result<Created, SubmitError> {
+    let created = store.create(job).await?;
+    let Created::New(record) = &created else {
+        return Ok(created);
+    };
+    if let Err(err) = queue.push(&Task::of(record), Duration::ZERO).await {
+        if let Err(discard) = store.discard(record).await {
+            tracing::error!(job = %record.id, %discard, "could not discard a job whose push failed");
+        }
+        return Err(err.into());
+    }
+    Ok(created)
+}
