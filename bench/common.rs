@@ -30,10 +30,13 @@ impl BenchDatabase {
         admin
             .execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await?;
-        let server = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(s, _)| s);
-        let url = format!("{server}/{name}");
+        let (base, query) = admin_url
+            .split_once('?')
+            .map_or((admin_url.as_str(), String::new()), |(b, q)| {
+                (b, format!("?{q}"))
+            });
+        let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+        let url = format!("{server}/{name}{query}");
         Ok(BenchDatabase {
             admin,
             name,
