@@ -101,7 +101,7 @@ pub async fn connect(config: &Config, migrate: bool) -> anyhow::Result<Backends>
     let metrics = Metrics::new();
     let features = Features::new(config.features.clone(), &metrics);
     Ok(Backends {
-        store: JobStore::new(db, config.backends.idempotency_window()),
+        store: JobStore::new(db, &config.backends),
         queue,
         registry: features::registry(&features),
         features,

@@ -5,6 +5,7 @@
 //! answers 202. Values computed by jobs are cached, so a repeat is a read. Results are
 //! exact JSON integers of any size: the digits are written into the body directly.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domain::pyint::{PyIntError, parse_int};
@@ -34,7 +35,7 @@ enum MathTags {
 #[derive(Debug, Clone)]
 pub struct MathSuccess {
     algo: Algo,
-    digits: String,
+    digits: Arc<str>,
 }
 
 impl Payload for MathSuccess {
@@ -205,18 +206,31 @@ impl MathApi {
         self.state.math()
     }
 
-    /// Cache, inline, or queue-and-wait.
+    /// Inline when cheap (no cache: computing is cheaper than a round trip), else the
+    /// memory cache, the database's, or queue-and-wait.
     async fn answer(&self, args: MathArgs) -> MathAnswer {
         let algo = args.algo.as_str();
         if let Err(over) = self.config().check(&args) {
             return MathAnswer::BadRequest(failed(algo, over.to_string()));
         }
+        if self.config().is_cheap(&args) {
+            return self.inline(args).await;
+        }
         let key = args.cache_key();
+        let memo = &self.state.features.math_memo;
+        if let Some(digits) = memo.get(&key) {
+            return MathAnswer::Ok(MathSuccess {
+                algo: args.algo,
+                digits,
+            });
+        }
         match cached(self.state.store.db(), &key).await {
             Ok(Some(hit)) => {
+                let digits: Arc<str> = hit.digits.into();
+                memo.put(&key, digits.clone());
                 return MathAnswer::Ok(MathSuccess {
                     algo: args.algo,
-                    digits: hit.digits,
+                    digits,
                 });
             }
             Ok(None) => {}
@@ -227,29 +241,41 @@ impl MathApi {
                 ));
             }
         }
-        if self.config().is_cheap(&args) {
-            let config = self.config().clone();
-            let computed = tokio::task::spawn_blocking(move || compute(&config, &args)).await;
-            return match computed {
-                Ok(Ok(computed)) => {
-                    self.state
-                        .features
-                        .math_metrics
-                        .observe(args.algo, computed.elapsed);
-                    MathAnswer::Ok(MathSuccess {
-                        algo: args.algo,
-                        digits: computed.digits,
-                    })
-                }
-                Ok(Err(over)) => MathAnswer::BadRequest(failed(algo, over.to_string())),
-                Err(err) => MathAnswer::Failed(failed(algo, format!("computation aborted: {err}"))),
-            };
-        }
         let job = match self.enqueue(args, None).await {
             Ok(job) => job,
             Err(answer) => return answer,
         };
         self.wait_for(args, job).await
+    }
+
+    /// Computes a cheap value in the api: on this thread when it takes microseconds,
+    /// else on a blocking thread.
+    async fn inline(&self, args: MathArgs) -> MathAnswer {
+        let algo = args.algo.as_str();
+        let computed = if self.config().is_trivial(&args) {
+            compute(self.config(), &args)
+        } else {
+            let config = self.config().clone();
+            match tokio::task::spawn_blocking(move || compute(&config, &args)).await {
+                Ok(computed) => computed,
+                Err(err) => {
+                    return MathAnswer::Failed(failed(algo, format!("computation aborted: {err}")));
+                }
+            }
+        };
+        match computed {
+            Ok(computed) => {
+                self.state
+                    .features
+                    .math_metrics
+                    .observe(args.algo, computed.elapsed);
+                MathAnswer::Ok(MathSuccess {
+                    algo: args.algo,
+                    digits: computed.digits.into(),
+                })
+            }
+            Err(over) => MathAnswer::BadRequest(failed(algo, over.to_string())),
+        }
     }
 
     async fn enqueue(&self, args: MathArgs, key: Option<&str>) -> Result<JobId, MathAnswer> {
@@ -271,11 +297,16 @@ impl MathApi {
         loop {
             match self.state.store.get(job_id).await {
                 Ok(Some(job)) if job.status == JobStatus::Succeeded => {
-                    return match cached(self.state.store.db(), &args.cache_key()).await {
-                        Ok(Some(hit)) => MathAnswer::Ok(MathSuccess {
-                            algo: args.algo,
-                            digits: hit.digits,
-                        }),
+                    let key = args.cache_key();
+                    return match cached(self.state.store.db(), &key).await {
+                        Ok(Some(hit)) => {
+                            let digits: Arc<str> = hit.digits.into();
+                            self.state.features.math_memo.put(&key, digits.clone());
+                            MathAnswer::Ok(MathSuccess {
+                                algo: args.algo,
+                                digits,
+                            })
+                        }
                         Ok(None) => MathAnswer::Failed(failed(
                             algo,
                             "the job succeeded but its value is not cached",

@@ -11,13 +11,46 @@ use serde_json::Value;
 
 use crate::ids::JobId;
 
-/// A kind's wire name and the logical queue its tasks go to.
+/// A kind's wire name, the logical queue its tasks go to, and what its attempts
+/// spend their time on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Kind {
     /// Wire name, e.g. `system.noop`: stored in job records and carried by tasks.
     pub name: &'static str,
     /// Logical queue (before the deployment's prefix), e.g. `default`.
     pub queue: &'static str,
+    /// What an attempt mostly does: it decides how many a worker runs at once.
+    pub load: Load,
+}
+
+/// What a kind's attempts mostly do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Load {
+    /// Wait (on the database, an upstream, a timer): many run at once
+    /// (`WORKER_CONCURRENCY`), and their outcomes share batches.
+    Io,
+    /// Compute: about one per core (`WORKER_CPU_CONCURRENCY`).
+    Cpu,
+}
+
+impl Kind {
+    /// A kind whose attempts mostly wait.
+    pub const fn io(name: &'static str, queue: &'static str) -> Kind {
+        Kind {
+            name,
+            queue,
+            load: Load::Io,
+        }
+    }
+
+    /// A kind whose attempts mostly compute.
+    pub const fn cpu(name: &'static str, queue: &'static str) -> Kind {
+        Kind {
+            name,
+            queue,
+            load: Load::Cpu,
+        }
+    }
 }
 
 /// A kind of job.

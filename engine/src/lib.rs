@@ -31,7 +31,7 @@ pub mod submit;
 pub mod task;
 
 pub use ids::{JobId, TaskId};
-pub use job::{Attempt, Done, Effect, EffectError, Job, JobError, Kind, NewJob};
+pub use job::{Attempt, Done, Effect, EffectError, Job, JobError, Kind, Load, NewJob};
 pub use queue::Queue;
 pub use record::{JobRecord, JobStatus};
 pub use registry::Registry;

@@ -10,9 +10,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::job::{Attempt, Job, JobError, Kind};
+use crate::job::{Attempt, Job, JobError, Kind, Load};
 use crate::record::JobRecord;
-use crate::store::{JobStore, StoreError, Success};
+use crate::store::{AttemptRun, JobStore, StoreError, Success};
 use crate::task::Envelope;
 
 /// A registered kind with its type erased: what a worker runs.
@@ -20,14 +20,23 @@ pub trait Runner: Send + Sync {
     /// Name and queue.
     fn kind(&self) -> Kind;
 
-    /// Runs one attempt of `record` (its arguments read as the kind's type); a success
-    /// comes back ready to be recorded.
-    fn run<'a>(&'a self, record: &'a JobRecord) -> BoxFuture<'a, Result<Ran, JobError>>;
+    /// Runs attempt `number` of `record` (its arguments read as the kind's type); a
+    /// success comes back ready to be recorded.
+    fn run<'a>(
+        &'a self,
+        record: &'a JobRecord,
+        number: u32,
+    ) -> BoxFuture<'a, Result<Ran, JobError>>;
 }
 
-/// Records a success: the store, the task that ran and how long it took.
+/// Records a success: the store, the task that ran, the attempt and how long it took.
 type Commit = Box<
-    dyn for<'s> FnOnce(&'s JobStore, Envelope, Duration) -> BoxFuture<'s, Result<bool, StoreError>>
+    dyn for<'s> FnOnce(
+            &'s JobStore,
+            Envelope,
+            AttemptRun,
+            Duration,
+        ) -> BoxFuture<'s, Result<bool, StoreError>>
         + Send,
 >;
 
@@ -49,9 +58,10 @@ impl Ran {
         self,
         store: &JobStore,
         envelope: Envelope,
+        attempt: AttemptRun,
         elapsed: Duration,
     ) -> Result<bool, StoreError> {
-        (self.commit)(store, envelope, elapsed).await
+        (self.commit)(store, envelope, attempt, elapsed).await
     }
 }
 
@@ -62,23 +72,28 @@ impl<J: Job> Runner for Registered<J> {
         J::KIND
     }
 
-    fn run<'a>(&'a self, record: &'a JobRecord) -> BoxFuture<'a, Result<Ran, JobError>> {
+    fn run<'a>(
+        &'a self,
+        record: &'a JobRecord,
+        number: u32,
+    ) -> BoxFuture<'a, Result<Ran, JobError>> {
         Box::pin(async move {
             let args: J::Args = serde_json::from_value(record.args.clone())?;
             let attempt = Attempt {
                 job_id: record.id,
-                number: record.attempts,
+                number,
                 args,
             };
             let done = self.0.run(attempt).await?;
             let result: Value = serde_json::to_value(&done.output)
                 .map_err(|e| JobError::failed(format!("the result could not be encoded: {e}")))?;
             let effect = done.effect;
-            let commit: Commit = Box::new(move |store, envelope, elapsed| {
+            let commit: Commit = Box::new(move |store, envelope, attempt, elapsed| {
                 Box::pin(store.succeed(
                     J::KIND.name,
                     Success {
                         envelope,
+                        attempt,
                         result,
                         elapsed,
                         effect,
@@ -140,6 +155,18 @@ impl Registry {
         queues.dedup();
         queues
     }
+
+    /// The load of `queue`'s attempts: CPU-bound when any of its kinds computes.
+    pub fn load_of(&self, queue: &str) -> Load {
+        if self
+            .kinds()
+            .any(|kind| kind.queue == queue && kind.load == Load::Cpu)
+        {
+            Load::Cpu
+        } else {
+            Load::Io
+        }
+    }
 }
 
 #[cfg(test)]
@@ -150,10 +177,7 @@ mod tests {
     struct Ping;
 
     impl Job for Ping {
-        const KIND: Kind = Kind {
-            name: "test.ping",
-            queue: "tests",
-        };
+        const KIND: Kind = Kind::io("test.ping", "tests");
         type Args = ();
         type Output = &'static str;
         type Effect = ();
@@ -166,10 +190,7 @@ mod tests {
     struct Other;
 
     impl Job for Other {
-        const KIND: Kind = Kind {
-            name: "test.other",
-            queue: "default",
-        };
+        const KIND: Kind = Kind::cpu("test.other", "default");
         type Args = u32;
         type Output = u32;
         type Effect = ();
@@ -188,6 +209,8 @@ mod tests {
         );
         assert!(registry.get("test.nope").is_none());
         assert_eq!(registry.queues(), ["default", "tests"]);
+        assert_eq!(registry.load_of("default"), Load::Cpu);
+        assert_eq!(registry.load_of("tests"), Load::Io);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use engine::metrics::Metrics;
 
 use crate::ads::AdsConfig;
 use crate::fanout::{FanoutConfig, Fanouts};
-use crate::math::{MathConfig, MathMetrics};
+use crate::math::{MathConfig, MathMetrics, Memo};
 use crate::rates::RatesConfig;
 use crate::rates::provider::RatesProvider;
 use crate::reports::ReportsConfig;
@@ -61,6 +61,8 @@ pub struct Features {
     pub config: FeaturesConfig,
     /// Math computation times.
     pub math_metrics: MathMetrics,
+    /// Queued math results kept in memory.
+    pub math_memo: Memo,
     /// Where `rates.ingest` fetches from.
     pub rates: Arc<dyn RatesProvider>,
     /// The fan-out routes' client and in-flight bound.
@@ -72,6 +74,7 @@ impl Features {
     pub fn new(config: FeaturesConfig, metrics: &Metrics) -> Self {
         Features {
             math_metrics: MathMetrics::register(metrics),
+            math_memo: Memo::new(config.math.cache_bytes),
             rates: rates::provider::from_config(&config.rates),
             fanouts: Fanouts::new(config.fanout.clone(), metrics),
             config,

@@ -33,10 +33,7 @@ pub struct NoopOutput {
 pub struct Noop;
 
 impl Job for Noop {
-    const KIND: Kind = Kind {
-        name: "system.noop",
-        queue: "default",
-    };
+    const KIND: Kind = Kind::io("system.noop", "default");
     type Args = NoopArgs;
     type Output = NoopOutput;
     type Effect = ();

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use conveyor::Role;
-use engine::store::{Created, JobStore, Start, StoreError, Success};
+use engine::store::{AttemptRun, Created, JobStore, Start, StoreError, Success};
 use engine::{Envelope, Job, JobStatus, NewJob, Task, TaskId};
 use features::system::Noop;
 use futures::future::join_all;
@@ -17,20 +17,30 @@ fn noop() -> NewJob {
     NewJob::of::<Noop>(&Default::default(), 3).expect("encodable")
 }
 
-/// Records a success of `envelope`'s `system.noop` job.
+/// Records a success of `attempt` of `envelope`'s `system.noop` job.
 async fn succeed(
     store: &JobStore,
     envelope: &Envelope,
+    attempt: &AttemptRun,
     result: Value,
     elapsed: Duration,
 ) -> Result<bool, StoreError> {
     let success = Success {
         envelope: envelope.clone(),
+        attempt: attempt.clone(),
         result,
         elapsed,
         effect: (),
     };
     store.succeed(Noop::KIND.name, success).await
+}
+
+/// The attempt a start hands out, or `None` for a skip.
+fn attempt_of(start: &Start) -> Option<&AttemptRun> {
+    match start {
+        Start::Run { attempt, .. } => Some(attempt),
+        Start::Skip => None,
+    }
 }
 
 async fn api_only(stack: Stack) -> TestApp {
@@ -58,33 +68,46 @@ async fn many_concurrent_writes_each_get_their_own_answer(stack: Stack) {
     assert_eq!(ids.len(), 600);
 
     let started = join_all(envelopes.iter().map(|e| store.start_attempt(e, "w"))).await;
+    let mut attempts = Vec::new();
     for (envelope, started) in envelopes.iter().zip(started) {
-        let Start::Run(record) = started.expect("start") else {
-            panic!("{} was not claimed", envelope.job_id);
+        let Start::Run { record, attempt } = started.expect("start") else {
+            panic!("{} was not started", envelope.job_id);
         };
+        // Starting reads the record and writes nothing.
         assert_eq!(record.id, envelope.job_id);
-        assert_eq!(record.status, JobStatus::Running);
-        assert_eq!(record.attempts, 1);
+        assert_eq!((record.status, record.attempts), (JobStatus::Queued, 0));
+        assert_eq!((attempt.number, attempt.worker.as_str()), (1, "w"));
+        attempts.push(attempt);
     }
-    let finished = join_all(
-        envelopes
-            .iter()
-            .enumerate()
-            .map(|(i, e)| succeed(store, e, json!({ "i": i }), Duration::from_millis(3))),
-    )
+    let finished = join_all(envelopes.iter().zip(&attempts).enumerate().map(
+        |(i, (e, attempt))| {
+            succeed(
+                store,
+                e,
+                attempt,
+                json!({ "i": i }),
+                Duration::from_millis(3),
+            )
+        },
+    ))
     .await;
     assert!(finished.into_iter().all(|f| f.expect("succeed")));
-    for (i, envelope) in envelopes.iter().enumerate().step_by(97) {
+    for (i, (envelope, attempt)) in envelopes.iter().zip(&attempts).enumerate().step_by(97) {
         let record = store.get(envelope.job_id).await.expect("get").expect("row");
         assert_eq!(record.status, JobStatus::Succeeded);
         assert_eq!(record.result, Some(json!({ "i": i })));
         assert_eq!(record.elapsed_ms, Some(3));
+        // The success wrote the attempt too.
+        assert_eq!(record.attempts, 1);
+        assert_eq!(record.worker.as_deref(), Some("w"));
+        assert_eq!(record.started_at, Some(attempt.started_at));
     }
     // Finishing again applies nothing, however many at once.
     let again = join_all(
         envelopes
             .iter()
-            .map(|e| succeed(store, e, json!({}), Duration::ZERO)),
+            .zip(&attempts)
+            .map(|(e, attempt)| succeed(store, e, attempt, json!({}), Duration::ZERO)),
     )
     .await;
     assert!(again.into_iter().all(|f| !f.expect("succeed")));
@@ -97,7 +120,7 @@ async fn many_concurrent_writes_each_get_their_own_answer(stack: Stack) {
 }
 on_both_stacks!(many_concurrent_writes_each_get_their_own_answer);
 
-async fn duplicates_and_stale_tasks_in_one_flight_are_claimed_once(stack: Stack) {
+async fn duplicates_and_stale_tasks_in_one_flight_finish_the_job_once(stack: Stack) {
     let app = api_only(stack).await;
     let store = &app.backends.store;
     let Created::New(record) = store.create(noop()).await.expect("create") else {
@@ -121,31 +144,33 @@ async fn duplicates_and_stale_tasks_in_one_flight_are_claimed_once(stack: Stack)
         store.start_attempt(&stale, "stale"),
     ];
     claims.extend(others.iter().map(|e| store.start_attempt(e, "filler")));
-    let claims = join_all(claims).await;
-    let ran: Vec<bool> = claims
-        .iter()
-        .take(4)
-        .map(|c| matches!(c.as_ref().expect("start"), Start::Run(_)))
+    let claims: Vec<Start> = join_all(claims)
+        .await
+        .into_iter()
+        .map(|c| c.expect("start"))
         .collect();
-    assert!(!ran[0] && !ran[3], "a stale task never runs: {ran:?}");
-    // Two deliveries of the current task: at least one runs. (Made alone, both would
-    // run: a `running` job may be claimed again by a redelivery; in one batch the
-    // second is answered skip. Either keeps the effect exactly-once.)
-    assert!(ran[1] || ran[2], "{ran:?}");
     assert!(
-        claims[4..]
-            .iter()
-            .all(|c| matches!(c.as_ref().expect("start"), Start::Run(_)))
+        attempt_of(&claims[0]).is_none() && attempt_of(&claims[3]).is_none(),
+        "a stale task never runs: {claims:?}"
     );
+    // Both deliveries of the current task run (as after a worker was presumed dead):
+    // the record decides which of them finishes the job.
+    let (Some(a), Some(b)) = (attempt_of(&claims[1]), attempt_of(&claims[2])) else {
+        panic!("both deliveries of the current task start: {claims:?}");
+    };
+    assert!(claims[4..].iter().all(|c| attempt_of(c).is_some()));
     let job = store.get(record.id).await.expect("get").expect("row");
-    assert_eq!(job.status, JobStatus::Running);
-    assert!(job.worker == Some("a".into()) || job.worker == Some("b".into()));
+    assert_eq!(job.status, JobStatus::Queued, "starting writes nothing");
 
     // Two successes of the current task and one of the stale: exactly one applies.
+    let stale_attempt = AttemptRun {
+        worker: "stale".into(),
+        ..a.clone()
+    };
     let (x, y, z) = tokio::join!(
-        succeed(store, &current, json!(1), Duration::ZERO),
-        succeed(store, &current, json!(2), Duration::ZERO),
-        succeed(store, &stale, json!(3), Duration::ZERO),
+        succeed(store, &current, a, json!(1), Duration::ZERO),
+        succeed(store, &current, b, json!(2), Duration::ZERO),
+        succeed(store, &stale, &stale_attempt, json!(3), Duration::ZERO),
     );
     let (x, y, z) = (x.expect("x"), y.expect("y"), z.expect("z"));
     assert!(x ^ y, "exactly one success applies: {x} {y}");
@@ -153,10 +178,11 @@ async fn duplicates_and_stale_tasks_in_one_flight_are_claimed_once(stack: Stack)
     let job = store.get(record.id).await.expect("get").expect("row");
     assert_eq!(job.status, JobStatus::Succeeded);
     assert_eq!(job.result, Some(if x { json!(1) } else { json!(2) }));
+    assert_eq!(job.worker.as_deref(), Some(if x { "a" } else { "b" }));
 }
-on_both_stacks!(duplicates_and_stale_tasks_in_one_flight_are_claimed_once);
+on_both_stacks!(duplicates_and_stale_tasks_in_one_flight_finish_the_job_once);
 
-/// The batched claim and success are planned from the primary key, whatever the
+/// The batched read and success are planned from the primary key, whatever the
 /// statistics say and however small the table was when a connection first ran them.
 /// Before, Postgres read every `queued` row by the status index, or the whole table,
 /// and hash-joined the batch against them: each batch cost the whole backlog.
@@ -164,34 +190,43 @@ on_both_stacks!(duplicates_and_stale_tasks_in_one_flight_are_claimed_once);
 ///   by the table as it was then: our connections never do (`generic_plans` stays 0).
 /// - Each plan, made on a backlog never analysed, starts from the primary key.
 #[tokio::test]
-async fn batched_updates_are_planned_from_the_primary_key_on_a_backlog() {
+async fn batched_statements_are_planned_from_the_primary_key_on_a_backlog() {
     use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
     let app = api_only(Stack::Production).await;
     let store = &app.backends.store;
-    let statements = engine::store::batched_updates(DbBackend::Postgres).map(str::to_owned);
-    let rows =
-        json!([{ "id": "x", "task_id": "x", "worker": "w", "result": null, "elapsed_ms": 1 }])
-            .to_string();
-    let run = |sql: String| {
-        Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            [rows.clone().into(), chrono::Utc::now().into()],
-        )
+    let [read, succeed] = engine::store::batched_statements(DbBackend::Postgres);
+    let rows = json!([{
+        "id": "x", "task_id": "x", "result": null, "elapsed_ms": 1,
+        "attempt": 1, "worker": "w", "started_at": chrono::Utc::now(),
+    }])
+    .to_string();
+    let statements: [(String, Vec<sea_orm::Value>); 2] = [
+        (read.to_owned(), vec![json!(["x"]).to_string().into()]),
+        (
+            succeed.to_owned(),
+            vec![rows.into(), chrono::Utc::now().into()],
+        ),
+    ];
+    let run = |sql: String, values: &[sea_orm::Value]| {
+        Statement::from_sql_and_values(DbBackend::Postgres, sql, values.to_vec())
     };
     // One connection throughout: plans are cached per connection.
     let early = store.db().begin().await.expect("begin");
-    for sql in &statements {
+    for (sql, values) in &statements {
         for _ in 0..8 {
-            early.query_all_raw(run(sql.clone())).await.expect("run");
+            early
+                .query_all_raw(run(sql.clone(), values))
+                .await
+                .expect("run");
         }
     }
     let cached = early
-        .query_all_raw(Statement::from_string(
+        .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
-             WHERE statement LIKE 'UPDATE job_records%'",
+             WHERE statement IN ($1, $2)",
+            [read.into(), succeed.into()],
         ))
         .await
         .expect("pg_prepared_statements");
@@ -206,9 +241,9 @@ async fn batched_updates_are_planned_from_the_primary_key_on_a_backlog() {
     for created in join_all((0..5_000).map(|_| store.create(noop()))).await {
         created.expect("create");
     }
-    for sql in &statements {
+    for (sql, values) in &statements {
         let plan = early
-            .query_all_raw(run(format!("EXPLAIN {sql}")))
+            .query_all_raw(run(format!("EXPLAIN {sql}"), values))
             .await
             .expect("explain")
             .iter()

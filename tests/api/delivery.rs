@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use conveyor::{Config, Role};
 use engine::queue::Pushed;
-use engine::store::{Created, Start, Success};
+use engine::store::{AttemptRun, Created, Start, Success};
 use engine::{Effect, EffectError, JobId, JobStatus, NewJob, Task};
 use features::system::Noop;
 use futures::StreamExt;
@@ -67,22 +67,27 @@ async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
 
     // Two deliveries of the same task, both started (as after a worker was killed
     // between its effect and its ack), both finishing at once.
-    for _ in 0..2 {
+    let mut attempts = Vec::new();
+    for worker in ["a", "b"] {
         let started = app
             .backends
             .store
-            .start_attempt(&envelope, "w")
+            .start_attempt(&envelope, worker)
             .await
             .expect("start");
-        assert!(matches!(started, Start::Run(_)));
+        let Start::Run { attempt, .. } = started else {
+            panic!("a delivery of the current task starts");
+        };
+        attempts.push(attempt);
     }
-    let finish = || {
+    let finish = |attempt: AttemptRun| {
         let store = app.backends.store.clone();
         let envelope = envelope.clone();
         async move {
             let success = Success {
                 effect: Logged(envelope.job_id),
                 envelope,
+                attempt,
                 result: json!({}),
                 elapsed: Duration::from_millis(1),
             };
@@ -92,7 +97,7 @@ async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
                 .expect("succeed")
         }
     };
-    let (first, second) = tokio::join!(finish(), finish());
+    let (first, second) = tokio::join!(finish(attempts[0].clone()), finish(attempts[1].clone()));
     assert!(
         first ^ second,
         "exactly one delivery applies: {first} {second}"
@@ -116,6 +121,91 @@ async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
     assert!(matches!(late, Start::Skip));
 }
 on_both_stacks!(a_redelivered_task_applies_its_effect_once);
+
+/// A probe effect that the store refuses for the job marked `refuse`, as an aggregate
+/// that would overflow is refused; the others leave a row in `effect_log`.
+struct Picky {
+    job: JobId,
+    refuse: bool,
+}
+
+impl Effect for Picky {
+    async fn apply(tx: &DatabaseTransaction, effects: &[&Self]) -> Result<(), EffectError> {
+        if effects.iter().any(|e| e.refuse) {
+            return Err(EffectError::Rejected("this effect does not fit".into()));
+        }
+        let logged: Vec<Logged> = effects.iter().map(|e| Logged(e.job)).collect();
+        Logged::apply(tx, &logged.iter().collect::<Vec<_>>()).await
+    }
+}
+
+/// Successes recorded together whose batch the store refuses because of one job's
+/// effect: that job's success fails (its attempt is retried, then dead), and the
+/// others are recorded with their effects.
+async fn a_refused_effect_fails_only_its_own_job(stack: Stack) {
+    let (config, dir) = test_config(stack).await;
+    let app = spawn_with(config, dir, Role::Api).await;
+    let db = app.backends.store.db().clone();
+    db.execute_unprepared("CREATE TABLE effect_log (job_id VARCHAR(26) NOT NULL)")
+        .await
+        .expect("probe table");
+    let store = &app.backends.store;
+    let mut successes = Vec::new();
+    for refuse in [false, true, false] {
+        let envelope = new_noop(&app, json!({})).await.envelope;
+        let Start::Run { attempt, .. } = store.start_attempt(&envelope, "w").await.expect("start")
+        else {
+            panic!("a new job starts");
+        };
+        successes.push(Success {
+            effect: Picky {
+                job: envelope.job_id,
+                refuse,
+            },
+            envelope,
+            attempt,
+            result: json!({}),
+            elapsed: Duration::from_millis(1),
+        });
+    }
+    let ids: Vec<JobId> = successes.iter().map(|s| s.envelope.job_id).collect();
+    let mut answers = futures::future::join_all(
+        successes
+            .into_iter()
+            .map(|success| store.succeed("test.picky", success)),
+    )
+    .await;
+    let refused = answers.remove(1);
+    assert!(
+        matches!(refused, Err(engine::store::StoreError::Rejected(_))),
+        "{refused:?}"
+    );
+    for answer in answers {
+        assert!(answer.expect("recorded"), "the others are recorded");
+    }
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT job_id FROM effect_log ORDER BY job_id",
+        ))
+        .await
+        .expect("read effects");
+    let mut logged: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String>("", "job_id").expect("job_id"))
+        .collect();
+    logged.sort();
+    let mut expected = vec![ids[0].to_string(), ids[2].to_string()];
+    expected.sort();
+    assert_eq!(logged, expected);
+    let refused_job = store.get(ids[1]).await.expect("get").expect("row");
+    assert_eq!(
+        refused_job.status,
+        JobStatus::Queued,
+        "nothing recorded for it"
+    );
+}
+on_both_stacks!(a_refused_effect_fails_only_its_own_job);
 
 async fn a_task_delivered_twice_at_once_finishes_its_job_once(stack: Stack) {
     let (config, dir) = test_config(stack).await;
@@ -187,10 +277,9 @@ async fn an_outcome_the_database_refused_is_delivered_again() {
     .expect("fault trigger");
     let id = app.enqueue_noop(json!({})).await;
     let job = app.wait_for_status(&id, "succeeded", WITHIN).await;
-    assert_eq!(
-        job["attempts"], 2,
-        "refused once, then delivered again: {job}"
-    );
+    // The attempt whose outcome was refused wrote nothing (an attempt is written with
+    // its outcome); the delivery that finished the job is its first recorded one.
+    assert_eq!(job["attempts"], 1, "{job}");
     let fired = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
@@ -217,7 +306,11 @@ async fn the_sweep_pushes_a_job_abandoned_while_running(stack: Stack) {
     let recent = new_noop(&app, json!({})).await.envelope;
     for envelope in [&abandoned, &recent] {
         let started = store.start_attempt(envelope, "a-worker-that-is-gone").await;
-        assert!(matches!(started.expect("start"), Start::Run(_)));
+        let Start::Run { attempt, .. } = started.expect("start") else {
+            panic!("a new job starts");
+        };
+        // Its worker marked it running (it ran long), then went away.
+        assert!(store.mark_running(envelope, &attempt).await.expect("mark"));
     }
     // Longer ago than the attempt timeout (10 s) plus STUCK_AFTER_SECS (900 s).
     let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);

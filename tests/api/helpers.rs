@@ -147,6 +147,7 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
             poll_ms: 200,
             promote_ms: 50,
             fetch_batch: 32,
+            ..DeliveryConfig::default()
         },
         api: api::ApiConfig {
             bind_addr: "127.0.0.1:0".to_owned(),
@@ -173,6 +174,7 @@ pub(crate) async fn test_config(stack: Stack) -> (Config, Resources) {
             queues: Vec::new(),
             shutdown_grace_ms: 10_000,
             restart_ms: 200,
+            ..worker::WorkerConfig::default()
         },
         housekeeping: HousekeepingConfig {
             housekeeping_interval_secs: 1,
@@ -391,4 +393,57 @@ macro_rules! on_both_stacks {
             }
         }
     };
+}
+
+/// A TCP proxy to `target` on a port of its own, until [`Cut::cut`]: then it refuses
+/// new connections and resets the ones it carries, as a stopped server would.
+pub(crate) struct Cut {
+    port: u16,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Cut {
+    pub(crate) async fn proxy(target: String) -> Cut {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let carried = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let copy = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                carried.lock().expect("lock").push(copy.abort_handle());
+            }
+        });
+        tasks.lock().expect("lock").push(accept.abort_handle());
+        Cut { port, tasks }
+    }
+
+    /// A proxy in front of `config`'s database, which `config` now connects through.
+    pub(crate) async fn database(config: &mut Config) -> Cut {
+        let url = reqwest::Url::parse(&config.backends.database_url).expect("a URL");
+        let target = format!(
+            "{}:{}",
+            url.host_str().expect("a host"),
+            url.port().unwrap_or(5432)
+        );
+        let proxy = Cut::proxy(target).await;
+        let mut through = url;
+        through.set_host(Some("127.0.0.1")).expect("host");
+        through.set_port(Some(proxy.port)).expect("port");
+        config.backends.database_url = through.to_string();
+        proxy
+    }
+
+    pub(crate) fn cut(&self) {
+        for task in self.tasks.lock().expect("lock").drain(..) {
+            task.abort();
+        }
+    }
 }

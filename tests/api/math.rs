@@ -242,3 +242,23 @@ async fn computation_times_are_in_metrics() {
         "{text}"
     );
 }
+
+/// A cheap input is computed without any database round trip, and a queued value once
+/// read is served from memory: both answer with the database gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cheap_and_remembered_values_answer_without_the_database() {
+    let (mut config, resources) = test_config(Stack::Production).await;
+    let proxy = crate::helpers::Cut::database(&mut config).await;
+    config.backends.database_acquire_timeout_ms = 1_000;
+    let app = spawn_with(config, resources, conveyor::Role::All).await;
+    // A(4, 2): over the tests' inline limit, so a job computes it.
+    let queued = digits_of(&app, "/ackermann?m=4&n=2").await;
+    assert_eq!(queued.len(), 19_729);
+
+    proxy.cut();
+    assert_eq!(digits_of(&app, "/factorial?n=100").await.len(), 158);
+    assert_eq!(digits_of(&app, "/ackermann?m=4&n=2").await, queued);
+    // What needs the database still says so.
+    let (status, _, body) = raw(&app, "/fibonacci?n=1000000").await;
+    assert_eq!(status, 503, "{body}");
+}

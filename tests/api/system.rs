@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{Stack, spawn_app};
+use crate::helpers::{Cut, Stack, spawn_app};
 use crate::on_both_stacks;
 
 async fn ping_and_root_answer_pong(stack: Stack) {
@@ -187,43 +187,6 @@ async fn unknown_routes_and_malformed_bodies_answer_json_errors() {
     );
 }
 
-/// A TCP proxy to `target` on a port of its own, until [`Cut::cut`]: then it refuses
-/// new connections and resets the ones it carries, as a stopped server would.
-struct Cut {
-    port: u16,
-    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl Cut {
-    async fn proxy(target: String) -> Cut {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let tasks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let carried = tasks.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                let copy = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                carried.lock().expect("lock").push(copy.abort_handle());
-            }
-        });
-        tasks.lock().expect("lock").push(accept.abort_handle());
-        Cut { port, tasks }
-    }
-
-    fn cut(&self) {
-        for task in self.tasks.lock().expect("lock").drain(..) {
-            task.abort();
-        }
-    }
-}
-
 /// Postgres goes away under a running api: a job request is refused with a JSON 503
 /// naming the database once `DATABASE_ACQUIRE_TIMEOUT_MS` has run out, not hung.
 /// (How long it took is not asserted beyond that lower bound: `tests/faults/run.sh`
@@ -231,17 +194,7 @@ impl Cut {
 #[tokio::test]
 async fn a_job_request_is_refused_with_json_once_the_database_wait_runs_out() {
     let (mut config, resources) = crate::helpers::test_config(Stack::Production).await;
-    let url = reqwest::Url::parse(&config.backends.database_url).expect("a URL");
-    let target = format!(
-        "{}:{}",
-        url.host_str().expect("a host"),
-        url.port().unwrap_or(5432)
-    );
-    let proxy = Cut::proxy(target).await;
-    let mut through = url.clone();
-    through.set_host(Some("127.0.0.1")).expect("host");
-    through.set_port(Some(proxy.port)).expect("port");
-    config.backends.database_url = through.to_string();
+    let proxy = Cut::database(&mut config).await;
     config.backends.database_acquire_timeout_ms = 1_000;
     let app = crate::helpers::spawn_with(config, resources, conveyor::Role::Api).await;
     let (status, body) = app.post("/jobs/noop", &json!({})).await;

@@ -2,12 +2,20 @@
 
 use std::time::Duration;
 
+use engine::Load;
+
 /// Worker settings, from the environment.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerConfig {
-    /// Tasks run at once per queue in this process.
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 16)]
+    /// Tasks run at once per queue in this process, on queues whose jobs mostly wait
+    /// (the database, an upstream). Many in flight is what fills the batches their
+    /// outcomes are written in.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 256)]
     pub concurrency: usize,
+    /// Tasks run at once per queue in this process, on queues whose jobs compute
+    /// (`math`); 0 means one per core.
+    #[arg(long, env = "WORKER_CPU_CONCURRENCY", default_value_t = 0)]
+    pub cpu_concurrency: usize,
     /// Logical queues to consume, comma-separated; empty means all.
     #[arg(long, env = "WORKER_QUEUES", value_delimiter = ',', default_value = "")]
     pub queues: Vec<String>,
@@ -35,6 +43,16 @@ impl WorkerConfig {
         }
     }
 
+    /// Tasks run at once on a queue of `load`.
+    pub fn concurrency_for(&self, load: Load) -> usize {
+        match load {
+            Load::Io => self.concurrency,
+            Load::Cpu if self.cpu_concurrency > 0 => self.cpu_concurrency,
+            Load::Cpu => std::thread::available_parallelism().map_or(1, usize::from),
+        }
+        .max(1)
+    }
+
     /// The pause before restarting a failed consumer.
     pub fn restart_delay(&self) -> Duration {
         Duration::from_millis(self.restart_ms)
@@ -49,5 +67,23 @@ impl WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         engine::config::defaults()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn computing_queues_run_one_task_per_core_unless_told_otherwise() {
+        let config = WorkerConfig::default();
+        assert_eq!(config.concurrency_for(Load::Io), 256);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(config.concurrency_for(Load::Cpu), cores);
+        let told = WorkerConfig {
+            cpu_concurrency: 3,
+            ..config
+        };
+        assert_eq!(told.concurrency_for(Load::Cpu), 3);
     }
 }

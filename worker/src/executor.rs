@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use engine::config::DeliveryConfig;
 use engine::metrics::Metrics;
 use engine::registry::Ran;
-use engine::store::{Failure, Start, StoreError};
-use engine::{JobRecord, JobStore, Queue, Registry, Task};
+use engine::store::{AttemptRun, Failure, Start, StoreError};
+use engine::{Envelope, JobRecord, JobStore, Load, Queue, Registry, Task};
 
 /// What every delivery needs.
 #[derive(Debug, Clone)]
@@ -69,6 +69,11 @@ impl Executor {
         self.registry.queues()
     }
 
+    /// What the attempts on `queue` mostly do.
+    pub fn load_of(&self, queue: &str) -> Load {
+        self.registry.load_of(queue)
+    }
+
     /// Runs one delivery as `worker`.
     pub async fn execute(&self, task: Task, worker: &str) -> Outcome {
         let mut ran = None;
@@ -101,16 +106,22 @@ impl Executor {
                 Outcome::Skipped
             });
         }
-        let Start::Run(record) = self.store.start_attempt(envelope, worker).await? else {
+        let Start::Run { record, attempt } = self.store.start_attempt(envelope, worker).await?
+        else {
             return Ok(Outcome::Skipped);
         };
         let started = Instant::now();
-        let attempt = self.attempt(&record).await;
+        let outcome = self.attempt(envelope, &record, &attempt).await;
         *ran = Some(started.elapsed());
-        let error = match attempt {
+        let error = match outcome {
             Attempted::Ran(success) => {
                 match success
-                    .record(&self.store, envelope.clone(), started.elapsed())
+                    .record(
+                        &self.store,
+                        envelope.clone(),
+                        attempt.clone(),
+                        started.elapsed(),
+                    )
                     .await
                 {
                     Ok(true) => return Ok(Outcome::Succeeded),
@@ -126,9 +137,14 @@ impl Executor {
         let backoff = self.delivery.backoff();
         let failure = self
             .store
-            .fail(envelope, &error, started.elapsed(), |failed| {
-                backoff.delay(failed, rand::random::<f64>())
-            })
+            .fail(
+                envelope,
+                &record,
+                &attempt,
+                &error,
+                started.elapsed(),
+                |failed| backoff.delay(failed, rand::random::<f64>()),
+            )
             .await?;
         Ok(match failure {
             Failure::Retry { task: next, delay } => {
@@ -145,13 +161,31 @@ impl Executor {
     }
 
     /// Runs the record's kind under the attempt timeout; every failure becomes the
-    /// message recorded on the job.
-    async fn attempt(&self, record: &JobRecord) -> Attempted {
+    /// message recorded on the job. An attempt still running after
+    /// `JOB_RUNNING_MARK_MS` is marked `running` meanwhile.
+    async fn attempt(
+        &self,
+        envelope: &Envelope,
+        record: &JobRecord,
+        attempt: &AttemptRun,
+    ) -> Attempted {
         let Some(runner) = self.registry.get(&record.kind) else {
             return Attempted::Failed(format!("unknown job kind '{}'", record.kind));
         };
         let timeout = self.delivery.timeout();
-        match tokio::time::timeout(timeout, runner.run(record)).await {
+        let run = tokio::time::timeout(timeout, runner.run(record, attempt.number));
+        tokio::pin!(run);
+        let outcome = tokio::select! {
+            outcome = &mut run => outcome,
+            () = tokio::time::sleep(self.delivery.running_mark()) => {
+                // Best effort: the outcome is written whether or not this is.
+                if let Err(err) = self.store.mark_running(envelope, attempt).await {
+                    tracing::warn!(job = %envelope.job_id, %err, "could not mark the job running");
+                }
+                run.await
+            }
+        };
+        match outcome {
             Ok(Ok(success)) => Attempted::Ran(success),
             Ok(Err(err)) => Attempted::Failed(err.to_string()),
             Err(_) => Attempted::Failed(format!("timed out after {} ms", timeout.as_millis())),

@@ -38,7 +38,7 @@ pub async fn run(
         let queue = queue.clone();
         let executor = executor.clone();
         let shutdown = shutdown.clone();
-        let concurrency = config.concurrency;
+        let concurrency = config.concurrency_for(executor.load_of(&logical));
         let restart_after = config.restart_delay();
         consumers.spawn(async move {
             // Supervision: a consumer that stops on an error (Redis restarted, or a

@@ -1,9 +1,9 @@
 //! Group commit: many callers' record writes of one shape carried by one statement.
 //!
 //! A caller adds its request to the pending list and awaits its own answer. If fewer
-//! than `flushers` flushes are running, it starts one: a task that takes up to
-//! `max_batch` pending requests, runs them as one statement, answers each caller, and
-//! goes on while requests are pending. Nothing waits on a timer: at light load a
+//! than `flushers` flushes are running, it starts one: a task that takes pending
+//! requests, up to a number of them and a number of bytes they weigh, runs them as one
+//! statement, answers each caller, and goes on while requests are pending. Nothing waits on a timer: at light load a
 //! request is flushed alone at once (one round trip, as without batching); under load,
 //! requests pile up while a flush is in flight and the next flush takes them all.
 //!
@@ -21,43 +21,87 @@ use super::StoreError;
 pub(crate) type Flush<Req, Res> =
     Arc<dyn Fn(Vec<Req>) -> BoxFuture<'static, Result<Vec<Res>, StoreError>> + Send + Sync>;
 
-type Pending<Req, Res> = (Req, oneshot::Sender<Result<Res, StoreError>>);
+/// A request's weight: about how many bytes it adds to its batch's statement.
+pub(crate) type Weight<Req> = fn(&Req) -> usize;
+
+struct Pending<Req, Res> {
+    request: Req,
+    weight: usize,
+    answer: oneshot::Sender<Result<Res, StoreError>>,
+}
+
+/// How large a batch may grow.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Most requests in one batch.
+    pub(crate) rows: usize,
+    /// Most bytes (by the requests' weights) in one batch; a request heavier than
+    /// that goes alone.
+    pub(crate) bytes: usize,
+    /// Batches running at once.
+    pub(crate) flushers: usize,
+}
 
 /// One kind of write, batched.
 pub(crate) struct Batcher<Req, Res> {
     pending: Mutex<Vec<Pending<Req, Res>>>,
     flushers: Arc<Semaphore>,
-    max_batch: usize,
+    limits: Limits,
+    weight: Weight<Req>,
     flush: Flush<Req, Res>,
 }
 
 impl<Req, Res> std::fmt::Debug for Batcher<Req, Res> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher")
-            .field("max_batch", &self.max_batch)
+            .field("limits", &self.limits)
             .field("flushers_free", &self.flushers.available_permits())
             .finish_non_exhaustive()
     }
 }
 
 impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
-    /// Batches of at most `max_batch`, at most `flushers` at once (each holds one
-    /// database connection while it runs).
-    pub(crate) fn new(max_batch: usize, flushers: usize, flush: Flush<Req, Res>) -> Arc<Self> {
+    /// Batches within `limits` (each running flush holds one database connection),
+    /// requests weighed by `weight`.
+    pub(crate) fn new(limits: Limits, weight: Weight<Req>, flush: Flush<Req, Res>) -> Arc<Self> {
         Arc::new(Batcher {
             pending: Mutex::new(Vec::new()),
-            flushers: Arc::new(Semaphore::new(flushers.max(1))),
-            max_batch: max_batch.max(1),
+            flushers: Arc::new(Semaphore::new(limits.flushers.max(1))),
+            limits: Limits {
+                rows: limits.rows.max(1),
+                ..limits
+            },
+            weight,
             flush,
         })
     }
 
     /// Writes `request` in the next batch and returns its answer.
     pub(crate) async fn run(self: &Arc<Self>, request: Req) -> Result<Res, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.lock().push((request, tx));
+        let (answer, rx) = oneshot::channel();
+        let weight = (self.weight)(&request);
+        self.lock().push(Pending {
+            request,
+            weight,
+            answer,
+        });
         self.start_flusher();
         rx.await.unwrap_or(Err(StoreError::Lost))
+    }
+
+    /// How many of the oldest pending requests the next batch takes: at least one, and
+    /// no more than the limits allow.
+    fn next_batch(&self, pending: &[Pending<Req, Res>]) -> usize {
+        let mut bytes = 0;
+        let mut take = 0;
+        for request in pending.iter().take(self.limits.rows) {
+            bytes += request.weight;
+            if take > 0 && bytes > self.limits.bytes {
+                break;
+            }
+            take += 1;
+        }
+        take
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending<Req, Res>>> {
@@ -77,13 +121,14 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
         loop {
             let batch: Vec<Pending<Req, Res>> = {
                 let mut pending = self.lock();
-                let take = pending.len().min(self.max_batch);
+                let take = self.next_batch(&pending);
                 pending.drain(..take).collect()
             };
             if batch.is_empty() {
                 break;
             }
-            let (requests, answers): (Vec<Req>, Vec<_>) = batch.into_iter().unzip();
+            let (requests, answers): (Vec<Req>, Vec<_>) =
+                batch.into_iter().map(|p| (p.request, p.answer)).collect();
             let count = requests.len();
             match (self.flush)(requests).await {
                 Ok(results) if results.len() == count => {
@@ -107,7 +152,7 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
                         // timeout more for the same answer (the api would hang past its
                         // timeout while the database is down): they get it now. None of
                         // them was written, so failing them is safe.
-                        answers.extend(self.lock().drain(..).map(|(_, answer)| answer));
+                        answers.extend(self.lock().drain(..).map(|p| p.answer));
                     }
                     for answer in answers {
                         let _ = answer.send(Err(err.clone()));
@@ -133,6 +178,14 @@ mod tests {
 
     use super::*;
 
+    fn limits(rows: usize, flushers: usize) -> Limits {
+        Limits {
+            rows,
+            bytes: usize::MAX,
+            flushers,
+        }
+    }
+
     fn doubling(batches: Arc<Mutex<Vec<usize>>>, delay: Duration) -> Flush<u32, u32> {
         Arc::new(move |requests: Vec<u32>| {
             let batches = batches.clone();
@@ -147,7 +200,11 @@ mod tests {
     #[tokio::test]
     async fn a_lone_request_is_flushed_at_once() {
         let batches = Arc::new(Mutex::new(Vec::new()));
-        let batcher = Batcher::new(64, 2, doubling(batches.clone(), Duration::ZERO));
+        let batcher = Batcher::new(
+            limits(64, 2),
+            |_: &u32| 1,
+            doubling(batches.clone(), Duration::ZERO),
+        );
         assert_eq!(batcher.run(21).await.unwrap(), 42);
         assert_eq!(*batches.lock().unwrap(), vec![1]);
     }
@@ -155,7 +212,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn every_caller_gets_its_own_answer_and_requests_share_batches() {
         let batches = Arc::new(Mutex::new(Vec::new()));
-        let batcher = Batcher::new(50, 2, doubling(batches.clone(), Duration::from_millis(5)));
+        let batcher = Batcher::new(
+            limits(50, 2),
+            |_: &u32| 1,
+            doubling(batches.clone(), Duration::from_millis(5)),
+        );
         let calls = (0..1_000u32).map(|i| {
             let batcher = batcher.clone();
             tokio::spawn(async move { (i, batcher.run(i).await.unwrap()) })
@@ -190,7 +251,7 @@ mod tests {
                 })
             })
         };
-        let batcher = Batcher::new(4, 3, flush);
+        let batcher = Batcher::new(limits(4, 3), |_: &u32| 1, flush);
         let calls = (0..400u32).map(|i| {
             let batcher = batcher.clone();
             tokio::spawn(async move { batcher.run(i).await.unwrap() })
@@ -205,7 +266,7 @@ mod tests {
         let flush: Flush<u32, u32> = Arc::new(|_requests: Vec<u32>| {
             Box::pin(async { Err(StoreError::from(DbErr::Custom("connection refused".into()))) })
         });
-        let batcher = Batcher::new(8, 1, flush);
+        let batcher = Batcher::new(limits(8, 1), |_: &u32| 1, flush);
         let (a, b) = tokio::join!(batcher.run(1), batcher.run(2));
         for result in [a, b] {
             let err = result.unwrap_err().to_string();
@@ -228,7 +289,7 @@ mod tests {
                 })
             })
         };
-        let batcher = Batcher::new(8, 1, flush);
+        let batcher = Batcher::new(limits(8, 1), |_: &u32| 1, flush);
         let first = batcher.run(1);
         let later = async {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -265,11 +326,41 @@ mod tests {
         assert_eq!(flushes, 2, "{answers:?}");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_batch_stays_within_its_bytes_and_a_heavy_request_goes_alone() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let limits = Limits {
+            rows: 100,
+            bytes: 10,
+            flushers: 1,
+        };
+        // Each request weighs its own value.
+        let batcher = Batcher::new(
+            limits,
+            |r: &u32| *r as usize,
+            doubling(batches.clone(), Duration::from_millis(20)),
+        );
+        let mut calls = vec![{
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.run(1).await.unwrap() })
+        }];
+        // Queued behind the first flush: 3 + 3 + 3 fit in 10 bytes, 3 more do not;
+        // 25 weighs more than a batch may and still goes, alone.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        for r in [3, 3, 3, 3, 25] {
+            let batcher = batcher.clone();
+            calls.push(tokio::spawn(async move { batcher.run(r).await.unwrap() }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        futures::future::join_all(calls).await;
+        assert_eq!(*batches.lock().unwrap(), vec![1, 3, 1, 1]);
+    }
+
     #[tokio::test]
     async fn a_batch_answering_the_wrong_number_of_results_is_an_error() {
         let flush: Flush<u32, u32> =
             Arc::new(|_requests: Vec<u32>| Box::pin(async { Ok(Vec::new()) }));
-        let batcher = Batcher::new(8, 1, flush);
+        let batcher = Batcher::new(limits(8, 1), |_: &u32| 1, flush);
         let err = batcher.run(1).await.unwrap_err().to_string();
         assert!(err.contains("answered 0"), "{err}");
     }

@@ -29,8 +29,9 @@ use serde_json::Value;
 
 pub use retention::Retention;
 #[doc(hidden)]
-pub use writes::batched_updates;
+pub use writes::batched_statements;
 
+use crate::config::BackendConfig;
 use crate::ids::{JobId, TaskId};
 use crate::job::Effect;
 use crate::job::NewJob;
@@ -122,10 +123,29 @@ impl Created {
 /// The outcome of [`JobStore::start_attempt`].
 #[derive(Debug, Clone)]
 pub enum Start {
-    /// Run it: the record now says `running`.
-    Run(Box<JobRecord>),
+    /// Run it. The record is as read: nothing is written until the attempt ends or
+    /// has run for a while ([`JobStore::mark_running`]).
+    Run {
+        /// The job.
+        record: Box<JobRecord>,
+        /// The attempt this delivery makes.
+        attempt: AttemptRun,
+    },
     /// Do not run it: finished, cancelled, superseded by another task, or unknown.
     Skip,
+}
+
+/// One attempt as its worker runs it: which attempt, by whom, since when. What the
+/// record says about the attempt is written from this, at its end (or by
+/// [`JobStore::mark_running`] while it runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRun {
+    /// The attempt's number, from 1: one more than the record's attempts when read.
+    pub number: u32,
+    /// The worker running it.
+    pub worker: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
 }
 
 /// A successful attempt to record: which task, its result and effect.
@@ -133,6 +153,8 @@ pub enum Start {
 pub struct Success<E> {
     /// The task that ran.
     pub envelope: Envelope,
+    /// The attempt.
+    pub attempt: AttemptRun,
     /// The record's result.
     pub result: Value,
     /// How long the attempt took.
@@ -197,24 +219,30 @@ pub struct QueueCount {
 pub struct JobStore {
     db: DatabaseConnection,
     idempotency_window: Duration,
+    batch_max_bytes: usize,
     writes: Arc<Writes>,
 }
 
 impl JobStore {
-    /// A store over `db`; an `Idempotency-Key` is honoured for `idempotency_window`.
-    /// The hot writes are group-committed.
-    pub fn new(db: DatabaseConnection, idempotency_window: Duration) -> Self {
+    /// A store over `db` with `config`'s idempotency window and batch limits. The
+    /// hot writes are group-committed.
+    pub fn new(db: DatabaseConnection, config: &BackendConfig) -> Self {
         JobStore {
-            writes: Arc::new(Writes::new(&db, writes::MAX_BATCH)),
+            writes: Arc::new(Writes::new(
+                &db,
+                config.database_batch_max_rows,
+                config.database_batch_max_bytes,
+            )),
             db,
-            idempotency_window,
+            idempotency_window: config.idempotency_window(),
+            batch_max_bytes: config.database_batch_max_bytes,
         }
     }
 
     /// The same store with every write made on its own (batches of one): what the
     /// benchmarks compare against.
     pub fn unbatched(mut self) -> Self {
-        self.writes = Arc::new(Writes::new(&self.db, 1));
+        self.writes = Arc::new(Writes::new(&self.db, 1, self.batch_max_bytes));
         self
     }
 
@@ -240,7 +268,7 @@ impl JobStore {
     pub async fn create(&self, new: NewJob) -> Result<Created, StoreError> {
         if new.idempotency_key.is_none() {
             let record = new_record(&new, JobId::generate(), Utc::now());
-            self.writes.create(record.clone()).await?;
+            self.writes.create(&record).await?;
             return Ok(Created::New(record));
         }
         // A unique violation means another request claimed the key between our read
@@ -348,17 +376,60 @@ impl JobStore {
             .collect()
     }
 
-    /// Claims a delivered task's job for an attempt, unless the job is finished,
-    /// cancelled, or belongs to another task now.
+    /// Reads a delivered task's job to run an attempt of it, unless the job is
+    /// finished, cancelled, or belongs to another task now. It writes nothing: a job
+    /// that finishes quickly is written once, when its outcome is recorded, and a
+    /// longer one is marked `running` by [`JobStore::mark_running`] meanwhile.
+    ///
+    /// A job already `running` starts again: that is what its record looks like after
+    /// the worker that held it was killed, and its redelivered task must run it.
     pub async fn start_attempt(
         &self,
         envelope: &Envelope,
         worker: &str,
     ) -> Result<Start, StoreError> {
-        Ok(match self.writes.start(envelope, worker).await? {
-            Some(record) => Start::Run(Box::new(record)),
-            None => Start::Skip,
+        let Some(record) = self.writes.read(envelope.job_id).await? else {
+            return Ok(Start::Skip);
+        };
+        if record.task_id != envelope.task_id || !record.status.can_start() {
+            return Ok(Start::Skip);
+        }
+        let attempt = AttemptRun {
+            number: record.attempts.saturating_add(1),
+            worker: worker.to_owned(),
+            started_at: Utc::now().trunc_subsecs(6),
+        };
+        Ok(Start::Run {
+            record: Box::new(record),
+            attempt,
         })
+    }
+
+    /// Records that `attempt` of `envelope`'s job is under way (`running`, its number,
+    /// worker and start); false when the task is no longer the job's to run.
+    pub async fn mark_running(
+        &self,
+        envelope: &Envelope,
+        attempt: &AttemptRun,
+    ) -> Result<bool, StoreError> {
+        let updated = job::Entity::update_many()
+            .col_expr(
+                job::Column::Status,
+                Expr::value(JobStatus::Running.as_str()),
+            )
+            .col_expr(job::Column::Attempts, Expr::value(count(attempt.number)))
+            .col_expr(job::Column::Worker, Expr::value(attempt.worker.clone()))
+            .col_expr(job::Column::StartedAt, Expr::value(attempt.started_at))
+            .col_expr(
+                job::Column::RunAt,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(job::Column::Id.eq(envelope.job_id.to_string()))
+            .filter(job::Column::TaskId.eq(envelope.task_id.to_string()))
+            .filter(job::Column::Status.is_in(statuses(JobStatus::can_start)))
+            .exec(&self.db)
+            .await?;
+        Ok(updated.rows_affected > 0)
     }
 
     /// Marks a job of `kind` succeeded and applies its effect in the same transaction,
@@ -374,32 +445,36 @@ impl JobStore {
         self.writes.succeed(kind, success).await
     }
 
-    /// Records a failed attempt: schedules the next one or declares the job dead.
+    /// Records a failed attempt of `record` (as [`JobStore::start_attempt`] read it):
+    /// schedules the next one after `delay(attempt number)`, or declares the job dead
+    /// once its attempts are spent.
     pub async fn fail(
         &self,
         envelope: &Envelope,
+        record: &JobRecord,
+        attempt: &AttemptRun,
         error: &str,
         elapsed: Duration,
         delay: impl FnOnce(u32) -> Duration,
     ) -> Result<Failure, StoreError> {
-        let Some(record) = self.get(envelope.job_id).await? else {
-            return Ok(Failure::Stale);
-        };
-        let dead = record.attempts >= record.max_attempts;
+        let dead = attempt.number >= record.max_attempts;
         let now = Utc::now();
         let mut update = job::Entity::update_many()
             .col_expr(job::Column::Error, Expr::value(error))
             .col_expr(job::Column::ElapsedMs, Expr::value(millis(elapsed)))
+            .col_expr(job::Column::Attempts, Expr::value(count(attempt.number)))
+            .col_expr(job::Column::Worker, Expr::value(attempt.worker.clone()))
+            .col_expr(job::Column::StartedAt, Expr::value(attempt.started_at))
             .filter(job::Column::Id.eq(envelope.job_id.to_string()))
             .filter(job::Column::TaskId.eq(envelope.task_id.to_string()))
-            .filter(job::Column::Status.eq(JobStatus::Running.as_str()));
+            .filter(job::Column::Status.is_in(statuses(JobStatus::can_start)));
         let outcome = if dead {
             update = update
                 .col_expr(job::Column::Status, Expr::value(JobStatus::Dead.as_str()))
                 .col_expr(job::Column::FinishedAt, Expr::value(now));
             Failure::Dead
         } else {
-            let wait = delay(record.attempts);
+            let wait = delay(attempt.number);
             let next = TaskId::generate();
             let due = now + chrono::Duration::from_std(wait).unwrap_or_default();
             update = update
@@ -408,7 +483,7 @@ impl JobStore {
                 .col_expr(job::Column::TaskId, Expr::value(next.to_string()));
             Failure::Retry {
                 task: Task {
-                    queue: record.queue,
+                    queue: record.queue.clone(),
                     envelope: Envelope {
                         task_id: next,
                         ..envelope.clone()
@@ -639,8 +714,8 @@ fn row_of(record: &JobRecord) -> job::Model {
         queue: record.queue.clone(),
         args: record.args.clone(),
         status: record.status.as_str().to_owned(),
-        attempts: i32::try_from(record.attempts).unwrap_or(i32::MAX),
-        max_attempts: i32::try_from(record.max_attempts).unwrap_or(i32::MAX),
+        attempts: count(record.attempts),
+        max_attempts: count(record.max_attempts),
         result: record.result.clone(),
         error: record.error.clone(),
         worker: record.worker.clone(),
@@ -667,4 +742,9 @@ fn statuses(allowed: fn(JobStatus) -> bool) -> Vec<&'static str> {
 
 fn millis(elapsed: Duration) -> i64 {
     i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A count as its column holds it.
+fn count(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }

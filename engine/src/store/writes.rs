@@ -1,10 +1,15 @@
-//! The hot writes: creating a job (without an idempotency key), claiming an attempt,
-//! and recording a success with its effect. Each is group-committed (see
-//! [`super::group_commit`]): callers queue their row, and one statement carries every
-//! row pending, its rows travelling as one JSON parameter so that the statement is
-//! prepared once whatever the batch size. The statements differ between Postgres
-//! (`json_to_recordset`) and SQLite (`json_each`) only in how they unpack that
-//! parameter; the code path is the same.
+//! The hot path of a job's record: creating it (without an idempotency key), reading
+//! it when a worker starts an attempt, and recording a success with its effect. Each
+//! is group-committed (see [`super::group_commit`]): callers queue their row, and one
+//! statement carries every row pending, its rows travelling as one JSON parameter so
+//! that the statement is prepared once whatever the batch size. The statements differ
+//! between Postgres (`json_to_recordset`) and SQLite (`json_each`) only in how they
+//! unpack that parameter; the code path is the same.
+//!
+//! A job is written twice on this path, created and finished: an attempt's start is
+//! a read, and the success writes the attempt's number, worker and start with the
+//! outcome. (A third write, `running`, comes only for an attempt that runs long:
+//! [`super::JobStore::mark_running`].)
 //!
 //! Successes are batched per kind: the batch's records turn `succeeded` in one
 //! statement and the kind's [`Effect`] is applied, inside the same transaction, for
@@ -21,14 +26,12 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, S
 use serde::Serialize;
 use serde_json::Value;
 
-use super::group_commit::Batcher;
+use super::group_commit::{Batcher, Limits, Weight};
 use super::{StoreError, Success, read, write_transaction};
+use crate::ids::JobId;
 use crate::job::{Effect, EffectError};
 use crate::record::{JobRecord, JobStatus};
 use crate::task::Envelope;
-
-/// Most writes one batched statement carries.
-pub(super) const MAX_BATCH: usize = 256;
 
 /// A success batcher of some kind, behind `Any` (its type names the kind's effect).
 type AnySuccesses = Arc<dyn Any + Send + Sync>;
@@ -36,10 +39,9 @@ type AnySuccesses = Arc<dyn Any + Send + Sync>;
 /// The batchers of one store.
 pub(super) struct Writes {
     db: DatabaseConnection,
-    max_batch: usize,
-    flushers: usize,
-    create: Arc<Batcher<JobRecord, ()>>,
-    start: Arc<Batcher<StartRow, Option<JobRecord>>>,
+    limits: Limits,
+    create: Arc<Batcher<String, ()>>,
+    read: Arc<Batcher<JobId, Option<JobRecord>>>,
     /// One success batcher per kind, made on its first success.
     successes: Mutex<HashMap<&'static str, AnySuccesses>>,
 }
@@ -47,45 +49,69 @@ pub(super) struct Writes {
 impl std::fmt::Debug for Writes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writes")
-            .field("max_batch", &self.max_batch)
-            .field("flushers", &self.flushers)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
+/// A request whose row is already encoded as JSON: its weight is the text's length.
+pub(super) struct Encoded<T> {
+    json: String,
+    item: T,
+}
+
+fn weight<T>(encoded: &Encoded<T>) -> usize {
+    encoded.json.len() + 1
+}
+
+/// The rows of a batch as one JSON array, the statement's parameter.
+fn json_rows<'a>(rows: impl Iterator<Item = &'a str>) -> sea_orm::Value {
+    let mut json = String::from("[");
+    for (i, row) in rows.enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(row);
+    }
+    json.push(']');
+    json.into()
+}
+
 impl Writes {
-    /// Batches of at most `max_batch` rows. Postgres runs two flushes of each write at
-    /// once (each holds a connection); SQLite has one writer, so one.
-    pub(super) fn new(db: &DatabaseConnection, max_batch: usize) -> Self {
+    /// Batches of at most `rows` rows and `bytes` bytes of parameters. Postgres runs
+    /// two flushes of each write at once (each holds a connection); SQLite has one
+    /// writer, so one.
+    pub(super) fn new(db: &DatabaseConnection, rows: usize, bytes: usize) -> Self {
         let flushers = match db.get_database_backend() {
             DbBackend::Sqlite => 1,
             _ => 2,
         };
+        let limits = Limits {
+            rows,
+            bytes,
+            flushers,
+        };
         Writes {
-            create: batcher(db, max_batch, flushers, insert_records),
-            start: batcher(db, max_batch, flushers, start_rows),
+            create: batcher(db, limits, |row: &String| row.len() + 1, insert_rows),
+            read: batcher(db, limits, |_: &JobId| 30, read_rows),
             successes: Mutex::default(),
             db: db.clone(),
-            max_batch,
-            flushers,
+            limits,
         }
     }
 
-    pub(super) async fn create(&self, record: JobRecord) -> Result<(), StoreError> {
-        self.create.run(record).await
+    pub(super) async fn create(&self, record: &JobRecord) -> Result<(), StoreError> {
+        let row = serde_json::json!({
+            "id": record.id, "kind": record.kind, "queue": record.queue, "args": record.args,
+            "status": record.status.as_str(), "max_attempts": record.max_attempts,
+            "idempotency_key": record.idempotency_key,
+            "created_at": timestamp(record.created_at), "task_id": record.task_id,
+        });
+        self.create.run(row.to_string()).await
     }
 
-    pub(super) async fn start(
-        &self,
-        envelope: &Envelope,
-        worker: &str,
-    ) -> Result<Option<JobRecord>, StoreError> {
-        let row = StartRow {
-            id: envelope.job_id.to_string(),
-            task_id: envelope.task_id.to_string(),
-            worker: worker.to_owned(),
-        };
-        self.start.run(row).await
+    pub(super) async fn read(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.read.run(id).await
     }
 
     pub(super) async fn succeed<E: Effect>(
@@ -93,7 +119,20 @@ impl Writes {
         kind: &'static str,
         success: Success<E>,
     ) -> Result<bool, StoreError> {
-        self.successes_of::<E>(kind).run(success).await?
+        let row = SucceedRow {
+            id: success.envelope.job_id.to_string(),
+            task_id: success.envelope.task_id.to_string(),
+            result: &success.result,
+            elapsed_ms: super::millis(success.elapsed),
+            attempt: super::count(success.attempt.number),
+            worker: &success.attempt.worker,
+            started_at: timestamp(success.attempt.started_at),
+        };
+        let encoded = Encoded {
+            json: serde_json::to_string(&row)?,
+            item: success,
+        };
+        self.successes_of::<E>(kind).run(encoded).await?
     }
 
     /// The success batcher of `kind`. Each kind has one effect type (the registry
@@ -105,7 +144,7 @@ impl Writes {
             .unwrap_or_else(PoisonError::into_inner);
         let entry = batchers.entry(kind).or_insert_with(|| {
             let made: Arc<SuccessBatcher<E>> =
-                batcher(&self.db, self.max_batch, self.flushers, succeed_rows::<E>);
+                batcher(&self.db, self.limits, weight, succeed_rows::<E>);
             made
         });
         match entry.clone().downcast::<SuccessBatcher<E>>() {
@@ -113,19 +152,24 @@ impl Writes {
             Err(_) => {
                 // Only two effect types under one kind name get here: a programming
                 // error the registry already refuses. Serve this one unbatched.
-                batcher(&self.db, 1, 1, succeed_rows::<E>)
+                let alone = Limits {
+                    rows: 1,
+                    flushers: 1,
+                    ..self.limits
+                };
+                batcher(&self.db, alone, weight, succeed_rows::<E>)
             }
         }
     }
 }
 
-type SuccessBatcher<E> = Batcher<Success<E>, Result<bool, StoreError>>;
+type SuccessBatcher<E> = Batcher<Encoded<Success<E>>, Result<bool, StoreError>>;
 
 /// A batcher whose flushes run `write` over `db`.
 fn batcher<Req, Res, Fut>(
     db: &DatabaseConnection,
-    max_batch: usize,
-    flushers: usize,
+    limits: Limits,
+    weight: Weight<Req>,
     write: fn(DatabaseConnection, Vec<Req>) -> Fut,
 ) -> Arc<Batcher<Req, Res>>
 where
@@ -135,20 +179,12 @@ where
 {
     let db = db.clone();
     Batcher::new(
-        max_batch,
-        flushers,
+        limits,
+        weight,
         Arc::new(move |rows: Vec<Req>| -> BoxFuture<'static, _> {
             Box::pin(write(db.clone(), rows))
         }),
     )
-}
-
-/// One claim in a batched claim.
-#[derive(Debug, Clone, Serialize)]
-struct StartRow {
-    id: String,
-    task_id: String,
-    worker: String,
 }
 
 /// One success in a batched success.
@@ -158,6 +194,9 @@ struct SucceedRow<'a> {
     task_id: String,
     result: &'a Value,
     elapsed_ms: i64,
+    attempt: i32,
+    worker: &'a str,
+    started_at: String,
 }
 
 /// A job and task id pair, as a batched success names the rows it turned.
@@ -186,32 +225,17 @@ fn json_param(rows: &impl Serialize) -> Result<sea_orm::Value, StoreError> {
     Ok(serde_json::to_string(rows)?.into())
 }
 
-/// Inserts `queued` records in one statement.
-async fn insert_records(
-    db: DatabaseConnection,
-    records: Vec<JobRecord>,
-) -> Result<Vec<()>, StoreError> {
-    let rows: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "id": r.id, "kind": r.kind, "queue": r.queue, "args": r.args,
-                "status": r.status.as_str(), "max_attempts": r.max_attempts,
-                "idempotency_key": r.idempotency_key, "created_at": timestamp(r.created_at),
-                "task_id": r.task_id,
-            })
-        })
-        .collect();
-    let inserted = db
-        .execute_raw(statement(&db, &INSERT, vec![json_param(&rows)?]))
-        .await?;
-    if inserted.rows_affected() as usize != records.len() {
+/// Inserts `queued` records, encoded as JSON rows, in one statement.
+async fn insert_rows(db: DatabaseConnection, rows: Vec<String>) -> Result<Vec<()>, StoreError> {
+    let param = json_rows(rows.iter().map(String::as_str));
+    let inserted = db.execute_raw(statement(&db, &INSERT, vec![param])).await?;
+    if inserted.rows_affected() as usize != rows.len() {
         return Err(StoreError::Miscounted {
-            asked: records.len(),
+            asked: rows.len(),
             answered: inserted.rows_affected() as usize,
         });
     }
-    Ok(vec![(); records.len()])
+    Ok(vec![(); rows.len()])
 }
 
 /// The index of each row's first occurrence of its (job, task) pair: a task delivered
@@ -221,39 +245,20 @@ fn first_of_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<bo
     pairs.map(|pair| seen.insert(pair)).collect()
 }
 
-/// Claims the rows' jobs for an attempt in one statement; a job finished, cancelled
-/// or owned by another task is not claimed (`None`).
-async fn start_rows(
+/// Reads the records of `ids` in one statement; `None` for an id with no record.
+async fn read_rows(
     db: DatabaseConnection,
-    rows: Vec<StartRow>,
+    ids: Vec<JobId>,
 ) -> Result<Vec<Option<JobRecord>>, StoreError> {
-    let first = first_of_pairs(rows.iter().map(|r| (r.id.as_str(), r.task_id.as_str())));
-    let unique: Vec<&StartRow> = rows
+    let texts: Vec<String> = ids.iter().map(JobId::to_string).collect();
+    let rows = job::Model::find_by_statement(statement(&db, &READ, vec![json_param(&texts)?]))
+        .all(&db)
+        .await?;
+    // An id may be asked for more than once in a batch (a task delivered twice).
+    let by_id: HashMap<String, job::Model> = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+    texts
         .iter()
-        .zip(&first)
-        .filter(|(_, f)| **f)
-        .map(|(r, _)| r)
-        .collect();
-    let claimed = job::Model::find_by_statement(statement(
-        &db,
-        &START,
-        vec![json_param(&unique)?, Utc::now().into()],
-    ))
-    .all(&db)
-    .await?;
-    let mut by_pair: HashMap<(String, String), job::Model> = claimed
-        .into_iter()
-        .map(|r| ((r.id.clone(), r.task_id.clone()), r))
-        .collect();
-    rows.iter()
-        .zip(first)
-        .map(|(row, first)| {
-            first
-                .then(|| by_pair.remove(&(row.id.clone(), row.task_id.clone())))
-                .flatten()
-                .map(read)
-                .transpose()
-        })
+        .map(|id| by_id.get(id).cloned().map(read).transpose())
         .collect()
 }
 
@@ -262,7 +267,7 @@ async fn start_rows(
 /// refusal fails only that job.
 async fn succeed_rows<E: Effect>(
     db: DatabaseConnection,
-    rows: Vec<Success<E>>,
+    rows: Vec<Encoded<Success<E>>>,
 ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
     match succeed_together(&db, &rows).await {
         Ok(turned) => Ok(turned.into_iter().map(Ok).collect()),
@@ -286,22 +291,16 @@ async fn succeed_rows<E: Effect>(
 /// was no longer this task's running attempt.
 async fn succeed_together<E: Effect>(
     db: &DatabaseConnection,
-    rows: &[Success<E>],
+    rows: &[Encoded<Success<E>>],
 ) -> Result<Vec<bool>, StoreError> {
-    let pairs: Vec<(String, String)> = rows.iter().map(|r| pair(&r.envelope)).collect();
+    let pairs: Vec<(String, String)> = rows.iter().map(|r| pair(&r.item.envelope)).collect();
     let first = first_of_pairs(pairs.iter().map(|(j, t)| (j.as_str(), t.as_str())));
-    let unique: Vec<SucceedRow<'_>> = rows
+    let unique = rows
         .iter()
         .zip(&first)
         .filter(|(_, f)| **f)
-        .map(|(r, _)| SucceedRow {
-            id: r.envelope.job_id.to_string(),
-            task_id: r.envelope.task_id.to_string(),
-            result: &r.result,
-            elapsed_ms: super::millis(r.elapsed),
-        })
-        .collect();
-    let values = vec![json_param(&unique)?, Utc::now().into()];
+        .map(|(r, _)| r.json.as_str());
+    let values = vec![json_rows(unique), Utc::now().into()];
     let turned: HashSet<(String, String)> = if E::NONE {
         Turned::find_by_statement(statement(db, &SUCCEED, values))
             .all(db)
@@ -322,7 +321,7 @@ async fn succeed_together<E: Effect>(
             .iter()
             .zip(pairs.iter().zip(&first))
             .filter(|(_, (pair, first))| **first && turned.contains(*pair))
-            .map(|(r, _)| &r.effect)
+            .map(|(r, _)| &r.item.effect)
             .collect();
         if !effects.is_empty() {
             E::apply(&tx, &effects).await.map_err(|err| match err {
@@ -351,7 +350,7 @@ struct Sql {
     sqlite: String,
 }
 
-/// The columns a claim returns: the whole record.
+/// The columns of a record, as a read returns them.
 const COLUMNS: &str = "id, kind, queue, args, status, attempts, max_attempts, result, error, \
     worker, idempotency_key, created_at, started_at, finished_at, elapsed_ms, run_at, task_id";
 
@@ -394,75 +393,56 @@ static INSERT: LazyLock<Sql> = LazyLock::new(|| {
 }
 });
 
-/// The batched claim: `$1` the rows (id, task_id, worker), `$2` the start time.
-static START: LazyLock<Sql> = LazyLock::new(|| {
-    let running = JobStatus::Running.as_str();
+/// The batched read: `$1` the ids, as a JSON array.
+static READ: LazyLock<Sql> = LazyLock::new(|| Sql {
+    postgres: format!(
+        "SELECT {COLUMNS} FROM job_records \
+         WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))"
+    ),
+    sqlite: format!(
+        "SELECT {COLUMNS} FROM job_records WHERE id IN (SELECT value FROM json_each(?1))"
+    ),
+});
+
+/// The batched success: `$1` the rows (id, task_id, result, elapsed_ms, and the
+/// attempt's number, worker and start), `$2` the finish time. A job that is no longer
+/// startable by this task (finished, cancelled, superseded) is left alone.
+static SUCCEED: LazyLock<Sql> = LazyLock::new(|| {
+    let succeeded = JobStatus::Succeeded.as_str();
     let startable = sql_list(JobStatus::can_start);
     Sql {
         postgres: format!(
-            "UPDATE job_records AS j SET status = '{running}', attempts = j.attempts + 1, \
-             worker = v.worker, started_at = $2, run_at = NULL \
-             FROM json_to_recordset($1::json) AS v(id text, task_id text, worker text) \
+            "UPDATE job_records AS j SET status = '{succeeded}', result = v.result, error = NULL, \
+             finished_at = $2, elapsed_ms = v.elapsed_ms, attempts = v.attempt, \
+             worker = v.worker, started_at = v.started_at, run_at = NULL \
+             FROM json_to_recordset($1::json) AS v(id text, task_id text, result json, \
+             elapsed_ms bigint, attempt integer, worker text, started_at timestamptz) \
              WHERE {ONLY_ITS_OWN_IDS} AND j.id = v.id AND j.task_id = v.task_id \
              AND (j.status IN ({startable})) IS TRUE \
-             RETURNING {}",
-            prefixed("j")
-        ),
-        sqlite: format!(
-            "UPDATE job_records SET status = '{running}', attempts = attempts + 1, \
-             worker = v.worker, started_at = ?2, run_at = NULL \
-             FROM (SELECT value ->> '$.id' AS id, value ->> '$.task_id' AS task_id, \
-             value ->> '$.worker' AS worker FROM json_each(?1)) AS v \
-             WHERE job_records.id = v.id AND job_records.task_id = v.task_id \
-             AND job_records.status IN ({startable}) \
-             RETURNING {COLUMNS}"
-        ),
-    }
-});
-
-/// The batched success: `$1` the rows (id, task_id, result, elapsed_ms), `$2` the
-/// finish time.
-static SUCCEED: LazyLock<Sql> = LazyLock::new(|| {
-    let succeeded = JobStatus::Succeeded.as_str();
-    let running = JobStatus::Running.as_str();
-    Sql {
-        postgres: format!(
-            "UPDATE job_records AS j SET status = '{succeeded}', result = v.result, error = NULL, \
-             finished_at = $2, elapsed_ms = v.elapsed_ms \
-             FROM json_to_recordset($1::json) AS v(id text, task_id text, result json, elapsed_ms bigint) \
-             WHERE {ONLY_ITS_OWN_IDS} AND j.id = v.id AND j.task_id = v.task_id \
-             AND (j.status IN ('{running}')) IS TRUE \
              RETURNING j.id, j.task_id"
         ),
         sqlite: format!(
             "UPDATE job_records SET status = '{succeeded}', result = v.result, error = NULL, \
-             finished_at = ?2, elapsed_ms = v.elapsed_ms \
+             finished_at = ?2, elapsed_ms = v.elapsed_ms, attempts = v.attempt, \
+             worker = v.worker, started_at = v.started_at, run_at = NULL \
              FROM (SELECT value ->> '$.id' AS id, value ->> '$.task_id' AS task_id, \
-             value -> '$.result' AS result, value ->> '$.elapsed_ms' AS elapsed_ms \
-             FROM json_each(?1)) AS v \
+             value -> '$.result' AS result, value ->> '$.elapsed_ms' AS elapsed_ms, \
+             value ->> '$.attempt' AS attempt, value ->> '$.worker' AS worker, \
+             value ->> '$.started_at' AS started_at FROM json_each(?1)) AS v \
              WHERE job_records.id = v.id AND job_records.task_id = v.task_id \
-             AND job_records.status = '{running}' \
+             AND job_records.status IN ({startable}) \
              RETURNING id, task_id"
         ),
     }
 });
 
-/// [`COLUMNS`], each prefixed with `alias.`.
-fn prefixed(alias: &str) -> String {
-    COLUMNS
-        .split(", ")
-        .map(|c| format!("{alias}.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The texts of the batched claim and success on `backend`, for the tests that read
+/// The texts of the batched read and success on `backend`, for the tests that read
 /// their plans.
 #[doc(hidden)]
-pub fn batched_updates(backend: DbBackend) -> [&'static str; 2] {
+pub fn batched_statements(backend: DbBackend) -> [&'static str; 2] {
     let pick = |sql: &'static Sql| match backend {
         DbBackend::Postgres => sql.postgres.as_str(),
         _ => sql.sqlite.as_str(),
     };
-    [pick(&START), pick(&SUCCEED)]
+    [pick(&READ), pick(&SUCCEED)]
 }

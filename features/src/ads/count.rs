@@ -1,6 +1,9 @@
 //! `ads.count`: one ad request or impression for a user and an SDK version, counted by
-//! an atomic upsert per counter in the transaction that marks the job done (so a
-//! redelivered job counts nothing).
+//! an atomic upsert in the transaction that marks the job done (so a redelivered job
+//! counts nothing). The jobs recorded together are counted together: one upsert per
+//! counter with their summed counts, instead of one per job on the same hot rows.
+
+use std::collections::BTreeMap;
 
 use engine::{Attempt, Done, Effect, EffectError, Job, JobError, Kind};
 use entity::ad_counter;
@@ -43,10 +46,7 @@ pub struct Counted {
 pub struct Count;
 
 impl Job for Count {
-    const KIND: Kind = Kind {
-        name: "ads.count",
-        queue: "ads",
-    };
+    const KIND: Kind = Kind::io("ads.count", "ads");
     type Args = AdCountArgs;
     type Output = Counted;
     type Effect = AdCountArgs;
@@ -63,55 +63,72 @@ impl Job for Count {
 }
 
 impl Effect for AdCountArgs {
-    /// Adds each event to its user's and its SDK's counters with an atomic upsert
-    /// (`n = n + excluded.n`).
+    /// Adds the events to their users' and SDKs' counters: the counts summed per
+    /// counter, then one atomic upsert (`n = n + excluded.n`) per counter, in key
+    /// order so that concurrent batches lock shared counters in the same order.
     async fn apply(tx: &DatabaseTransaction, events: &[&Self]) -> Result<(), EffectError> {
+        let mut sums: BTreeMap<Counter<'_>, Counts> = BTreeMap::new();
         for event in events {
-            let (impressions, ad_requests) = match event.event {
-                AdEvent::Impression => (1, 0),
-                AdEvent::AdRequest => (0, 1),
-            };
-            for (scope, key) in [
-                (Scope::User, &event.username),
-                (Scope::Sdk, &event.sdk_version),
+            for counter in [
+                (Scope::User, event.username.as_str()),
+                (Scope::Sdk, event.sdk_version.as_str()),
             ] {
-                add(tx, scope, key, impressions, ad_requests).await?;
+                let sum = sums.entry(counter).or_default();
+                match event.event {
+                    AdEvent::Impression => sum.impressions += 1,
+                    AdEvent::AdRequest => sum.ad_requests += 1,
+                }
             }
+        }
+        let rows: Vec<_> = sums.into_iter().collect();
+        for chunk in rows.chunks(UPSERT_CHUNK) {
+            add(tx, chunk).await?;
         }
         Ok(())
     }
 }
 
-/// `n = n + excluded.n` for both counts of one (scope, key).
-async fn add(
-    tx: &DatabaseTransaction,
-    scope: Scope,
-    key: &str,
+/// A counter: whose (a user's or an SDK's) and which one.
+type Counter<'a> = (Scope, &'a str);
+
+/// What to add to a counter.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
     impressions: i64,
     ad_requests: i64,
-) -> Result<(), EffectError> {
+}
+
+/// Counters per upsert statement: well below 16 KiB of parameters however long the
+/// keys (see `DATABASE_BATCH_MAX_BYTES`).
+const UPSERT_CHUNK: usize = 64;
+
+/// `n = n + excluded.n` for both counts of each counter in `sums`.
+async fn add(tx: &DatabaseTransaction, sums: &[(Counter<'_>, Counts)]) -> Result<(), EffectError> {
     let sum = |column: ad_counter::Column| {
         Expr::col((ad_counter::Entity, column)).add(Expr::col((Alias::new("excluded"), column)))
     };
-    ad_counter::Entity::insert(ad_counter::ActiveModel {
-        scope: Set(scope.as_str().to_owned()),
-        key: Set(key.to_owned()),
-        impressions: Set(impressions),
-        ad_requests: Set(ad_requests),
-    })
-    .on_conflict(
-        OnConflict::columns([ad_counter::Column::Scope, ad_counter::Column::Key])
-            .value(
-                ad_counter::Column::Impressions,
-                sum(ad_counter::Column::Impressions),
-            )
-            .value(
-                ad_counter::Column::AdRequests,
-                sum(ad_counter::Column::AdRequests),
-            )
-            .to_owned(),
-    )
-    .exec_without_returning(tx)
-    .await?;
+    let rows = sums
+        .iter()
+        .map(|((scope, key), counts)| ad_counter::ActiveModel {
+            scope: Set(scope.as_str().to_owned()),
+            key: Set((*key).to_owned()),
+            impressions: Set(counts.impressions),
+            ad_requests: Set(counts.ad_requests),
+        });
+    ad_counter::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([ad_counter::Column::Scope, ad_counter::Column::Key])
+                .value(
+                    ad_counter::Column::Impressions,
+                    sum(ad_counter::Column::Impressions),
+                )
+                .value(
+                    ad_counter::Column::AdRequests,
+                    sum(ad_counter::Column::AdRequests),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(tx)
+        .await?;
     Ok(())
 }

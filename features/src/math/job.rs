@@ -40,26 +40,17 @@ pub struct Ackermann;
 
 impl Function for Factorial {
     const ALGO: Algo = Algo::Factorial;
-    const KIND: Kind = Kind {
-        name: "math.factorial",
-        queue: MATH_QUEUE,
-    };
+    const KIND: Kind = Kind::cpu("math.factorial", MATH_QUEUE);
 }
 
 impl Function for Fibonacci {
     const ALGO: Algo = Algo::Fibonacci;
-    const KIND: Kind = Kind {
-        name: "math.fibonacci",
-        queue: MATH_QUEUE,
-    };
+    const KIND: Kind = Kind::cpu("math.fibonacci", MATH_QUEUE);
 }
 
 impl Function for Ackermann {
     const ALGO: Algo = Algo::Ackermann;
-    const KIND: Kind = Kind {
-        name: "math.ackermann",
-        queue: MATH_QUEUE,
-    };
+    const KIND: Kind = Kind::cpu("math.ackermann", MATH_QUEUE);
 }
 
 /// Heavy CPU work gets its own queue, so that it cannot starve the rest.
@@ -158,6 +149,12 @@ impl<F: Function> Job for Compute<F> {
             .map_err(JobError::failed)?;
         self.metrics.observe(args.algo, computed.elapsed);
         let key = args.cache_key();
+        tracing::info!(
+            %key,
+            digits = computed.digits.len(),
+            elapsed_ms = computed.elapsed.as_millis() as u64,
+            "computed"
+        );
         let digits = i64::try_from(computed.digits.len()).unwrap_or(i64::MAX);
         let elapsed_ms = i64::try_from(computed.elapsed.as_millis()).unwrap_or(i64::MAX);
         let value = math_result::Model {

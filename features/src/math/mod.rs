@@ -6,6 +6,7 @@
 //! - [`job`]: the three `math.*` kinds, which cache the value as their effect.
 
 pub mod job;
+pub mod memo;
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use engine::NewJob;
 use serde::{Deserialize, Serialize};
 
 pub use job::{Ackermann, Compute, Factorial, Fibonacci, MathMetrics};
+pub use memo::Memo;
 
 /// Which function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,6 +93,15 @@ pub struct MathConfig {
     /// as jobs on the `math` queue.
     #[arg(long, env = "MATH_INLINE_MAX_BITS", default_value_t = 100_000)]
     pub inline_max_bits: u64,
+    /// Inline results up to this many bits (microseconds of work) are computed on the
+    /// request's own thread; larger inline ones on a blocking thread, off the async
+    /// workers.
+    #[arg(long, env = "MATH_DIRECT_MAX_BITS", default_value_t = 20_000)]
+    pub direct_max_bits: u64,
+    /// Bytes of digits of queued results the api keeps in memory, in front of the
+    /// database's cache (least recently used first out; 0: none).
+    #[arg(long, env = "MATH_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub cache_bytes: usize,
     /// How long a math route waits for a queued computation before answering 202.
     #[arg(long, env = "MATH_WAIT_MS", default_value_t = 5_000)]
     pub wait_ms: u64,
@@ -137,6 +148,11 @@ impl MathConfig {
     pub fn is_cheap(&self, args: &MathArgs) -> bool {
         cost_bits(args) <= self.inline_max_bits
     }
+
+    /// True when the result is so small that computing it takes microseconds.
+    pub fn is_trivial(&self, args: &MathArgs) -> bool {
+        cost_bits(args) <= self.direct_max_bits.min(self.inline_max_bits)
+    }
 }
 
 /// Estimated size of the result in bits: the routing cost.
@@ -158,7 +174,7 @@ pub struct Computed {
 }
 
 /// Computes `args` after checking `config`'s limits. CPU-bound: call it from a
-/// blocking thread.
+/// blocking thread, unless [`MathConfig::is_trivial`] says it takes microseconds.
 pub fn compute(config: &MathConfig, args: &MathArgs) -> Result<Computed, OverLimit> {
     config.check(args)?;
     let started = Instant::now();
@@ -170,7 +186,7 @@ pub fn compute(config: &MathConfig, args: &MathArgs) -> Result<Computed, OverLim
     };
     let digits = math::to_decimal(&value);
     let elapsed = started.elapsed();
-    tracing::info!(
+    tracing::debug!(
         key = %args.cache_key(),
         digits = digits.len(),
         elapsed_ms = elapsed.as_millis() as u64,

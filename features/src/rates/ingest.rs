@@ -51,11 +51,8 @@ pub struct StoreDay {
 }
 
 impl Job for Ingest {
-    const KIND: Kind = Kind {
-        name: "rates.ingest",
-        // Waits on a slow upstream must not hold up counting.
-        queue: "rates",
-    };
+    // Its own queue: waits on a slow upstream must not hold up counting.
+    const KIND: Kind = Kind::io("rates.ingest", "rates");
     type Args = RatesArgs;
     type Output = Ingested;
     type Effect = StoreDay;

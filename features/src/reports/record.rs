@@ -8,7 +8,8 @@ use chrono::Utc;
 use domain::stats::Aggregate;
 use engine::{Attempt, Done, Effect, EffectError, Job, JobError, JobId, Kind};
 use entity::{report, report_total, server_aggregate};
-use sea_orm::{DatabaseTransaction, EntityTrait, QuerySelect, Set};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 
 use super::{ReportRecord, parts, to_aggregate};
@@ -39,10 +40,7 @@ pub struct NewReports {
 }
 
 impl Job for Record {
-    const KIND: Kind = Kind {
-        name: "reports.record",
-        queue: "reports",
-    };
+    const KIND: Kind = Kind::io("reports.record", "reports");
     type Args = ReportsArgs;
     type Output = Stored;
     type Effect = NewReports;
@@ -65,11 +63,11 @@ impl Job for Record {
 }
 
 impl Effect for NewReports {
+    /// Stores the reports of every job recorded together and folds them into the
+    /// aggregates at once: one read and one write of each server's aggregate and of
+    /// the totals per batch, however many jobs it holds.
     async fn apply(tx: &DatabaseTransaction, jobs: &[&Self]) -> Result<(), EffectError> {
-        for job in jobs {
-            record(tx, job.job_id, &job.reports).await?;
-        }
-        Ok(())
+        record(tx, jobs).await
     }
 }
 
@@ -86,20 +84,26 @@ fn add_all(aggregate: &mut Aggregate, durations: &[i64]) -> Result<(), EffectErr
     Ok(())
 }
 
-/// Stores `reports` for `job_id` and folds them into the per-server and global
-/// aggregates, inside the caller's transaction (the one that marks the job done).
+/// Rows per multi-row statement: well below 16 KiB of parameters (see
+/// `DATABASE_BATCH_MAX_BYTES`: a larger statement waits for a delayed acknowledgement).
+const CHUNK: usize = 64;
+
+/// Stores `jobs`' reports, each under its job's id, and folds them into the
+/// per-server and global aggregates, inside the caller's transaction (the one that
+/// marks the jobs done).
 ///
 /// The global row (seeded by the migration) is locked first, so report writes are
-/// serialised: no two jobs can
-/// interleave their read-modify-write of an aggregate, and no lock order can deadlock.
-async fn record(
-    tx: &DatabaseTransaction,
-    job_id: JobId,
-    reports: &[ReportRecord],
-) -> Result<(), EffectError> {
+/// serialised: no two batches can interleave their read-modify-write of an
+/// aggregate, and no lock order can deadlock. The sums are exact (i128, decimal text
+/// in the database), which SQL on SQLite could not add: hence read, add, write.
+async fn record(tx: &DatabaseTransaction, jobs: &[&NewReports]) -> Result<(), EffectError> {
     let now = Utc::now();
-    for chunk in reports.chunks(500) {
-        let rows = chunk.iter().map(|r| report::ActiveModel {
+    let reports: Vec<(JobId, &ReportRecord)> = jobs
+        .iter()
+        .flat_map(|job| job.reports.iter().map(|r| (job.job_id, r)))
+        .collect();
+    for chunk in reports.chunks(CHUNK) {
+        let rows = chunk.iter().map(|(job_id, r)| report::ActiveModel {
             job_id: Set(job_id.to_string()),
             server_name: Set(r.server_name.clone()),
             start_time: Set(r.start_time),
@@ -126,7 +130,7 @@ async fn record(
         to_aggregate(total.count, &total.sum, &total.sum_sq, total.min, total.max)
             .map_err(rejected)?
     };
-    let durations: Vec<i64> = reports.iter().map(|r| r.duration_secs).collect();
+    let durations: Vec<i64> = reports.iter().map(|(_, r)| r.duration_secs).collect();
     add_all(&mut all, &durations)?;
     let (count, sum, sum_sq, min, max) = parts(&all);
     report_total::Entity::update(report_total::ActiveModel {
@@ -141,38 +145,63 @@ async fn record(
     .await?;
 
     let mut by_server: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for r in reports {
+    for (_, r) in &reports {
         by_server
             .entry(&r.server_name)
             .or_default()
             .push(r.duration_secs);
     }
-    for (server, durations) in by_server {
-        let existing = server_aggregate::Entity::find_by_id(server.to_owned())
-            .one(tx)
-            .await?;
-        let mut aggregate = match &existing {
+    let servers: Vec<(&str, Vec<i64>)> = by_server.into_iter().collect();
+    for chunk in servers.chunks(CHUNK) {
+        fold_servers(tx, chunk).await?;
+    }
+    Ok(())
+}
+
+/// Adds each server's `durations` to its aggregate: one read of them all, one upsert.
+async fn fold_servers(
+    tx: &DatabaseTransaction,
+    servers: &[(&str, Vec<i64>)],
+) -> Result<(), EffectError> {
+    let names = servers.iter().map(|(name, _)| (*name).to_owned());
+    let mut existing: BTreeMap<String, server_aggregate::Model> = server_aggregate::Entity::find()
+        .filter(server_aggregate::Column::ServerName.is_in(names))
+        .all(tx)
+        .await?
+        .into_iter()
+        .map(|row| (row.server_name.clone(), row))
+        .collect();
+    let mut rows = Vec::with_capacity(servers.len());
+    for (server, durations) in servers {
+        let mut aggregate = match existing.remove(*server) {
             Some(row) => to_aggregate(row.count, &row.sum, &row.sum_sq, row.min, row.max)
                 .map_err(rejected)?,
             None => Aggregate::default(),
         };
-        add_all(&mut aggregate, &durations)?;
+        add_all(&mut aggregate, durations)?;
         let (count, sum, sum_sq, min, max) = parts(&aggregate);
-        let row = server_aggregate::ActiveModel {
-            server_name: Set(server.to_owned()),
+        rows.push(server_aggregate::ActiveModel {
+            server_name: Set((*server).to_owned()),
             count: Set(count),
             sum: Set(sum),
             sum_sq: Set(sum_sq),
             min: Set(min),
             max: Set(max),
-        };
-        if existing.is_some() {
-            server_aggregate::Entity::update(row).exec(tx).await?;
-        } else {
-            server_aggregate::Entity::insert(row)
-                .exec_without_returning(tx)
-                .await?;
-        }
+        });
     }
+    server_aggregate::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(server_aggregate::Column::ServerName)
+                .update_columns([
+                    server_aggregate::Column::Count,
+                    server_aggregate::Column::Sum,
+                    server_aggregate::Column::SumSq,
+                    server_aggregate::Column::Min,
+                    server_aggregate::Column::Max,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(tx)
+        .await?;
     Ok(())
 }
