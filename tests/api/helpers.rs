@@ -4,9 +4,10 @@
 //! Two backend sets run the same tests:
 //! - `Embedded`: a temporary SQLite file for job records and queues.
 //! - `Production`: Postgres and Redis from `TEST_DATABASE_URL` and `TEST_REDIS_URL`,
-//!   or, when those are unset and a Docker engine answers, containers started with
-//!   testcontainers for the test; a fresh database and a fresh queue prefix per test.
-//!   With neither, these tests fail (never skip); `.ci/run` sets the variables.
+//!   or, when those are unset, containers started with testcontainers when a Docker
+//!   engine answers, or else throwaway servers started from the installed binaries
+//!   (`servers`); a fresh database and a fresh queue prefix per test. With none of the
+//!   three, these tests fail (never skip) and say what to install.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -63,6 +64,10 @@ struct Servers {
     containers: Vec<ContainerAsync<GenericImage>>,
 }
 
+/// The servers of the production stack: `TEST_DATABASE_URL` and `TEST_REDIS_URL` when
+/// set; else containers, when a Docker engine answers; else throwaway servers started
+/// from the binaries installed here. With none of the three, the test fails (it never
+/// skips) and says what to install.
 async fn production_servers() -> Servers {
     if let (Ok(admin_url), Ok(redis_url)) = (
         std::env::var("TEST_DATABASE_URL"),
@@ -74,12 +79,22 @@ async fn production_servers() -> Servers {
             containers: Vec::new(),
         };
     }
-    match start_containers().await {
-        Ok(servers) => servers,
-        Err(err) => panic!(
-            "the production-stack tests need Postgres and Redis: set TEST_DATABASE_URL and \
-             TEST_REDIS_URL (see README, 'Quick start'), or run a Docker engine for \
-             testcontainers ({err}); they never skip"
+    let docker = match start_containers().await {
+        Ok(servers) => return servers,
+        Err(err) => err,
+    };
+    match crate::servers::local_servers() {
+        Ok(local) => Servers {
+            admin_url: local.admin_url,
+            redis_url: local.redis_url,
+            containers: Vec::new(),
+        },
+        Err(local) => panic!(
+            "the production-stack tests need Postgres and Redis, and found none: \
+             set TEST_DATABASE_URL and TEST_REDIS_URL to running servers, or run a Docker \
+             engine (testcontainers: {docker}), or install the PostgreSQL server and \
+             redis-server (Debian: apt-get install postgresql redis-server) so that the \
+             tests start their own ({local})"
         ),
     }
 }

@@ -12,5 +12,6 @@ mod rates;
 mod reports;
 mod schedules;
 mod security;
+mod servers;
 mod system;
 mod ui;
