@@ -13,12 +13,23 @@ const APP_JS: &str = include_str!("../ui/app.js");
 /// Light and dark palettes, a layout that folds to one column on a phone.
 const APP_CSS: &str = include_str!("../ui/app.css");
 
+/// What the page may load and do: its own script, style and JSON routes, nothing
+/// inline, nothing framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
 /// An embedded asset with its content type; `no-cache` so that a new binary's page
-/// is picked up at once (the files are small).
+/// is picked up at once (the files are small). The page may not be framed (no
+/// clickjacking of the operator buttons) nor its types sniffed.
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     Response::builder()
         .content_type(content_type)
         .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)
+        .header(header::X_FRAME_OPTIONS, "DENY")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(header::REFERRER_POLICY, "no-referrer")
         .body(body)
 }
 

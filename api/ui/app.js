@@ -131,7 +131,7 @@
 
   function token() {
     try {
-      return localStorage.getItem(TOKEN_KEY) || "";
+      return sessionStorage.getItem(TOKEN_KEY) || "";
     } catch {
       return "";
     }
@@ -738,7 +738,7 @@
     tokenInput.value = token();
     tokenInput.addEventListener("input", () => {
       try {
-        localStorage.setItem(TOKEN_KEY, tokenInput.value);
+        sessionStorage.setItem(TOKEN_KEY, tokenInput.value);
       } catch {
         flash("This browser does not keep the admin token (storage disabled).", "error");
       }

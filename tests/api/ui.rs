@@ -24,6 +24,34 @@ async fn fetch(app: &TestApp, path: &str) -> (u16, String, String, String) {
     (status, content_type, cache, body)
 }
 
+/// The page cannot be framed (clickjacking its operator buttons), load anything but its
+/// own script, style and JSON routes, nor have its types sniffed.
+#[tokio::test]
+async fn the_dashboard_is_served_with_security_headers() {
+    let app = spawn_app(Stack::Embedded).await;
+    for path in ["/ui", "/ui/app.js", "/ui/app.css"] {
+        let response = app.client.get(app.url(path)).send().await.expect("GET");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        let policy = header("content-security-policy");
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(policy.contains(directive), "{path}: {policy}");
+        }
+    }
+}
+
 async fn the_dashboard_and_its_assets_are_served_from_the_binary(stack: Stack) {
     let app = spawn_app(stack).await;
     for path in ["/ui", "/ui/", "/ui/index.html"] {

@@ -252,8 +252,10 @@ class Run:
         field = self.driver.find_element(By.ID, "admin-token")
         field.clear()
         field.send_keys(TOKEN)
-        stored = self.driver.execute_script("return localStorage.getItem('conveyor.adminToken')")
-        assert stored == TOKEN, f"localStorage holds {stored!r}"
+        stored = self.driver.execute_script("return sessionStorage.getItem('conveyor.adminToken')")
+        assert stored == TOKEN, f"sessionStorage holds {stored!r}"
+        kept = self.driver.execute_script("return localStorage.getItem('conveyor.adminToken')")
+        assert kept is None, f"the token is kept on disk (localStorage holds {kept!r})"
         click(self.driver, f'#jobs-body tr[data-job-id="{self.dead_id}"] button[data-action="retry"]',
               "Retry")
         until("the page to show the job succeeded",
