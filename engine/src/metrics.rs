@@ -15,10 +15,22 @@ use prometheus_client::registry::{Metric, Registry};
 /// Labels of an HTTP request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// HTTP method.
-    pub method: String,
+    /// HTTP method: one of the standard methods, or `other`.
+    pub method: &'static str,
     /// Status code.
     pub status: u16,
+}
+
+/// The label of `method`: a standard method by its name, anything else `other`, so
+/// that a client inventing methods cannot grow the label set.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("other")
 }
 
 /// Labels of a finished delivery.
@@ -95,7 +107,7 @@ impl Metrics {
     pub fn request(&self, method: &str, status: u16) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method: method_label(method),
                 status,
             })
             .inc();
@@ -143,5 +155,31 @@ impl Metrics {
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        let metrics = Metrics::new();
+        for i in 0..1_000 {
+            metrics.request(&format!("M{i}"), 405);
+        }
+        metrics.request("GET", 200);
+        let text = metrics.render();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("conveyor_http_requests_total"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("method=\"other\"") && l.ends_with(" 1000")),
+            "{lines:?}"
+        );
     }
 }

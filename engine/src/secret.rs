@@ -16,11 +16,26 @@ impl Secret {
         &self.0
     }
 
-    /// Whether `given` is this secret, compared in time that does not depend on where
-    /// the two first differ (only on their lengths), so that a caller cannot find the
-    /// secret byte by byte from response times.
+    /// Whether `given` is this secret, compared in time that depends only on the
+    /// secret's length: not on where the two first differ, nor on whether their
+    /// lengths do, so that a caller cannot find the secret, or its length, from
+    /// response times.
     pub fn matches(&self, given: &str) -> bool {
-        self.0.as_bytes().ct_eq(given.as_bytes()).into()
+        let secret = self.0.as_bytes();
+        let given = given.as_bytes();
+        // Every byte of the secret is compared with a byte of `given` (cycling through
+        // it, or through a zero when it is empty), and the lengths are compared too,
+        // all in constant time.
+        let mut equal = secret.len().ct_eq(&given.len());
+        for (i, byte) in secret.iter().enumerate() {
+            let other = if given.is_empty() {
+                0
+            } else {
+                given[i % given.len()]
+            };
+            equal &= byte.ct_eq(&other);
+        }
+        equal.into()
     }
 
     /// Whether the secret is empty (an empty variable means "not set").
@@ -55,6 +70,11 @@ mod tests {
         assert!(!secret.matches("s3cr3t-toke"));
         assert!(!secret.matches("s3cr3t-token "));
         assert!(!secret.matches(""));
+        // `given` is cycled through to compare every byte of the secret; a cycle that
+        // spells the secret still differs in length.
+        let doubled: Secret = "abab".parse().unwrap();
+        assert!(!doubled.matches("ab"));
+        assert!(doubled.matches("abab"));
     }
 
     #[test]

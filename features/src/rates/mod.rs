@@ -71,7 +71,7 @@ pub struct RatesConfig {
     )]
     pub provider: ProviderChoice,
     /// fixer.io's API root; `GET {FIXER_URL}/{YYYY-MM-DD}?access_key=…&base=EUR`.
-    #[arg(long, env = "FIXER_URL", default_value = "http://data.fixer.io/api")]
+    #[arg(long, env = "FIXER_URL", default_value = "https://data.fixer.io/api")]
     pub fixer_url: String,
     /// fixer.io access key. Never logged, never in errors.
     #[arg(long, env = "FIXER_KEY", hide_env_values = true)]
