@@ -13,6 +13,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use serde_json::{Value, json};
 
 use crate::enqueue::{EnqueueError, enqueue};
+use crate::error::quote;
 use crate::state::AppState;
 
 #[derive(Tags)]
@@ -338,7 +339,10 @@ impl AdsApi {
         // `/ad` and `/impression` refuse NUL, so no such key is counted (and Postgres
         // would refuse the query).
         if key.contains('\0') {
-            return AdStatisticsAnswer::NotFound(message(false, format!("{key} not found")));
+            return AdStatisticsAnswer::NotFound(message(
+                false,
+                format!("{} not found", quote(&key)),
+            ));
         }
         match counters(self.state.store.db(), scope, &key).await {
             Ok(Some(row)) => {
@@ -359,7 +363,9 @@ impl AdsApi {
                 );
                 AdStatisticsAnswer::Ok(Json(Value::Object(body)))
             }
-            Ok(None) => AdStatisticsAnswer::NotFound(message(false, format!("{key} not found"))),
+            Ok(None) => {
+                AdStatisticsAnswer::NotFound(message(false, format!("{} not found", quote(&key))))
+            }
             Err(err) => AdStatisticsAnswer::Unavailable(message(
                 false,
                 format!("database unavailable: {err}"),

@@ -1,6 +1,9 @@
-//! Enqueuing: a `queued` job record, then its first task on the queue.
+//! Enqueuing: a `queued` job record, then its first task on the queue, honouring
+//! `Idempotency-Key`.
 
+use engine::store::Created;
 use engine::{Job, JobRecord, NewJob, SubmitError, submit};
+use poem::Request;
 
 use crate::error::ErrorBody;
 use crate::state::AppState;
@@ -19,6 +22,12 @@ pub enum EnqueueError {
     /// The `Idempotency-Key` header is unusable.
     #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters")]
     BadKey,
+    /// The `Idempotency-Key` was used within its window with another request.
+    #[error(
+        "Idempotency-Key was used with a different request within its window \
+         (job '{0}'); use a new key for a new request"
+    )]
+    KeyReused(String),
     /// The arguments could not be encoded.
     #[error("the job's arguments could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
@@ -34,6 +43,7 @@ impl EnqueueError {
             EnqueueError::BadKey | EnqueueError::Encode(_) => {
                 (400, ErrorBody::new("bad_request", self.to_string()))
             }
+            EnqueueError::KeyReused(_) => (422, ErrorBody::new("key_reused", self.to_string())),
             EnqueueError::Unavailable(_) => (503, ErrorBody::new("unavailable", self.to_string())),
         }
     }
@@ -69,7 +79,22 @@ pub async fn enqueue_job(
         Some(key) if valid_key(key) => job.idempotency_key(format!("{scope} {key}")),
         Some(_) => return Err(EnqueueError::BadKey),
     };
-    Ok(submit(&state.store, &state.queue, job).await?.into_record())
+    match submit(&state.store, &state.queue, job).await? {
+        Created::New(job) | Created::Existing(job) => Ok(job),
+        Created::Conflict(first) => Err(EnqueueError::KeyReused(first.id.to_string())),
+    }
+}
+
+/// The request's `Idempotency-Key`, read from the raw header: a value that is not
+/// visible ASCII is refused here rather than taken for no key at all.
+pub fn idempotency_key(req: &Request) -> Result<Option<&str>, EnqueueError> {
+    match req.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => match value.to_str() {
+            Ok(key) if valid_key(key) => Ok(Some(key)),
+            _ => Err(EnqueueError::BadKey),
+        },
+    }
 }
 
 fn valid_key(key: &str) -> bool {

@@ -10,6 +10,8 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
+use crate::error::quote;
+
 #[derive(Tags)]
 enum FanoutTags {
     /// Fan-out to the upstream work server with deadlines.
@@ -136,10 +138,12 @@ fn deadline(raw: Option<&str>, optional: bool, max_ms: u64) -> Result<Duration, 
             u64::try_from(ms).unwrap_or(u64::MAX).min(max_ms),
         )),
         Ok(_) => Err(Refusal::BadTimeout(format!(
-            "timeout must be a positive number of milliseconds, got '{raw}'"
+            "timeout must be a positive number of milliseconds, got '{}'",
+            quote(raw)
         ))),
         Err(_) => Err(Refusal::BadTimeout(format!(
-            "timeout must be an integer number of milliseconds, got '{raw}'"
+            "timeout must be an integer number of milliseconds, got '{}'",
+            quote(raw)
         ))),
     }
 }

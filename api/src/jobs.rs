@@ -11,8 +11,8 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use serde_json::Value;
 
 use crate::auth::{CHALLENGE, Unauthorized, authorize};
-use crate::enqueue::{EnqueueError, enqueue};
-use crate::error::ErrorBody;
+use crate::enqueue::{EnqueueError, enqueue, idempotency_key};
+use crate::error::{ErrorBody, UNSUPPORTED_MEDIA_TYPE, wrong_media_type};
 use crate::state::AppState;
 
 #[derive(Tags)]
@@ -278,12 +278,24 @@ pub enum EnqueueAnswer {
     /// Malformed body or header.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// The `Idempotency-Key` was used within its window with another request.
+    #[oai(status = 422)]
+    KeyReused(Json<ErrorBody>),
     /// The database or the queue is unavailable; nothing was enqueued.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
 
 fn enqueue_bad_request(err: poem::Error) -> EnqueueAnswer {
+    if wrong_media_type(&err) {
+        return EnqueueAnswer::UnsupportedMediaType(Json(ErrorBody::new(
+            "unsupported_media_type",
+            UNSUPPORTED_MEDIA_TYPE,
+        )));
+    }
     EnqueueAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
 }
 
@@ -308,6 +320,7 @@ impl From<EnqueueError> for EnqueueAnswer {
     fn from(err: EnqueueError) -> Self {
         match err.body() {
             (400, body) => EnqueueAnswer::BadRequest(Json(body)),
+            (422, body) => EnqueueAnswer::KeyReused(Json(body)),
             (_, body) => EnqueueAnswer::Unavailable(Json(body)),
         }
     }
@@ -568,20 +581,23 @@ impl JobsApi {
     #[oai(path = "/jobs/noop", method = "post")]
     async fn enqueue_noop(
         &self,
+        req: &Request,
         body: Json<NoopRequest>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        /// The same key within `IDEMPOTENCY_WINDOW_SECS` returns the first job; 1 to
+        /// 200 visible ASCII characters.
+        #[oai(name = "Idempotency-Key")]
+        _key: Header<Option<String>>,
     ) -> EnqueueAnswer {
+        let key = match idempotency_key(req) {
+            Ok(key) => key,
+            Err(err) => return err.into(),
+        };
         let args = NoopArgs {
             sleep_ms: body.sleep_ms,
             fail_times: body.fail_times,
         };
-        enqueue::<Noop>(
-            &self.state,
-            &args,
-            idempotency_key.0.as_deref(),
-            "POST /jobs/noop",
-        )
-        .await
-        .into()
+        enqueue::<Noop>(&self.state, &args, key, "POST /jobs/noop")
+            .await
+            .into()
     }
 }

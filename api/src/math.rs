@@ -13,13 +13,13 @@ use engine::{JobId, JobStatus};
 use features::math::{Algo, MathArgs, MathConfig, cached, compute};
 use num_bigint::Sign;
 use num_traits::ToPrimitive;
-use poem::{IntoResponse, Response};
+use poem::{IntoResponse, Request, Response};
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 
-use crate::enqueue::enqueue_job;
+use crate::enqueue::{enqueue_job, idempotency_key};
 use crate::error::ErrorBody;
 use crate::jobs::{Accepted, EnqueueAnswer};
 use crate::state::AppState;
@@ -403,9 +403,17 @@ impl MathApi {
     #[oai(path = "/jobs/math", method = "post")]
     async fn enqueue_math(
         &self,
+        req: &Request,
         body: Json<MathRequest>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        /// The same key within `IDEMPOTENCY_WINDOW_SECS` returns the first job; 1 to
+        /// 200 visible ASCII characters.
+        #[oai(name = "Idempotency-Key")]
+        _key: Header<Option<String>>,
     ) -> EnqueueAnswer {
+        let key = match idempotency_key(req) {
+            Ok(key) => key,
+            Err(err) => return err.into(),
+        };
         let algo: Algo = body.algo.into();
         let m = match (algo, body.m) {
             (Algo::Ackermann, None) => {
@@ -439,13 +447,8 @@ impl MathApi {
                 )));
             }
         };
-        enqueue_job(
-            &self.state,
-            job,
-            idempotency_key.0.as_deref(),
-            "POST /jobs/math",
-        )
-        .await
-        .into()
+        enqueue_job(&self.state, job, key, "POST /jobs/math")
+            .await
+            .into()
     }
 }

@@ -15,8 +15,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use sea_orm::DbErr;
 
 use crate::auth::{CHALLENGE, Unauthorized, authorize};
-use crate::enqueue::{EnqueueError, enqueue};
-use crate::error::ErrorBody;
+use crate::enqueue::{EnqueueError, enqueue, idempotency_key};
+use crate::error::{ErrorBody, quote};
 use crate::jobs::Accepted;
 use crate::state::AppState;
 
@@ -143,6 +143,9 @@ pub enum RefreshAnswer {
     /// `ADMIN_TOKEN` is set and the request does not carry it as a bearer token.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The `Idempotency-Key` was used within its window with another request.
+    #[oai(status = 422)]
+    KeyReused(Json<ErrorBody>),
     /// The database or the queue is unavailable; nothing was enqueued.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
@@ -184,7 +187,12 @@ fn parse_date(name: &str, value: Option<&str>) -> Result<Option<NaiveDate>, BadP
         None | Some("") => Ok(None),
         Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .map(Some)
-            .map_err(|_| BadParam(format!("{name} '{text}' is not a date (YYYY-MM-DD)"))),
+            .map_err(|_| {
+                BadParam(format!(
+                    "{name} '{}' is not a date (YYYY-MM-DD)",
+                    quote(text)
+                ))
+            }),
     }
 }
 
@@ -195,7 +203,8 @@ fn parse_code(name: &str, value: &str) -> Result<String, BadParam> {
         Ok(code)
     } else {
         Err(BadParam(format!(
-            "{name} '{value}' is not a currency code (three letters, e.g. USD)"
+            "{name} '{}' is not a currency code (three letters, e.g. USD)",
+            quote(value)
         )))
     }
 }
@@ -386,7 +395,8 @@ impl RatesApi {
                 Ok(value) if value.is_finite() => value,
                 _ => {
                     return ConvertAnswer::BadRequest(bad(format!(
-                        "amount '{text}' is not a finite number"
+                        "amount '{}' is not a finite number",
+                        quote(text)
                     )));
                 }
             },
@@ -444,7 +454,10 @@ impl RatesApi {
         &self,
         req: &Request,
         date: Query<Option<String>>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        /// The same key within `IDEMPOTENCY_WINDOW_SECS` returns the first job; 1 to
+        /// 200 visible ASCII characters.
+        #[oai(name = "Idempotency-Key")]
+        _key: Header<Option<String>>,
     ) -> RefreshAnswer {
         if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
             return RefreshAnswer::Unauthorized(body, CHALLENGE.to_owned());
@@ -465,7 +478,10 @@ impl RatesApi {
             reason: IngestReason::Refresh,
             tick: None,
         };
-        let key = idempotency_key.0.as_deref();
+        let key = match idempotency_key(req) {
+            Ok(key) => key,
+            Err(err) => return RefreshAnswer::BadRequest(bad(err.to_string())),
+        };
         match enqueue::<Ingest>(&self.state, &args, key, "POST /rates/refresh").await {
             Ok(job) => {
                 let location = format!("/jobs/{}", job.id);
@@ -474,6 +490,9 @@ impl RatesApi {
             }
             Err(err @ (EnqueueError::BadKey | EnqueueError::Encode(_))) => {
                 RefreshAnswer::BadRequest(bad(err.to_string()))
+            }
+            Err(err @ EnqueueError::KeyReused(_)) => {
+                RefreshAnswer::KeyReused(Json(ErrorBody::new("key_reused", err.to_string())))
             }
             Err(err) => {
                 RefreshAnswer::Unavailable(Json(ErrorBody::new("unavailable", err.to_string())))

@@ -3,12 +3,15 @@
 //! `reports.record` job, and read back from aggregates only.
 
 use chrono::{DateTime, Utc};
+use domain::stats::Summary;
 use features::reports::{Gate, Record, ReportRecord, ReportsArgs, gate, outliers, statistics};
+use poem::Request;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
-use crate::enqueue::{EnqueueError, enqueue};
+use crate::enqueue::{EnqueueError, enqueue, idempotency_key};
+use crate::error::{UNSUPPORTED_MEDIA_TYPE, quote, wrong_media_type};
 use crate::jobs::Accepted;
 use crate::state::AppState;
 
@@ -81,7 +84,10 @@ impl ReportWindow {
                 .map_err(|e| {
                     FieldError::new(
                         field,
-                        format!("{field} '{raw}' is not an RFC 3339 time ({e}), e.g. 2021-05-17T10:12:33Z"),
+                        format!(
+                            "{field} '{}' is not an RFC 3339 time ({e}), e.g. 2021-05-17T10:12:33Z",
+                            quote(raw)
+                        ),
                     )
                 })
         };
@@ -165,13 +171,36 @@ pub enum SubmitAnswer {
     /// Malformed JSON, a missing or bad field, or a bad batch item.
     #[oai(status = 400)]
     BadRequest(Json<ReportError>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ReportError>),
+    /// The `Idempotency-Key` was used within its window with another request.
+    #[oai(status = 422)]
+    KeyReused(Json<ReportError>),
     /// The database or the queue is unavailable; nothing was accepted.
     #[oai(status = 503)]
     Unavailable(Json<ReportError>),
 }
 
 fn submit_bad_request(err: poem::Error) -> SubmitAnswer {
+    if wrong_media_type(&err) {
+        return SubmitAnswer::UnsupportedMediaType(report_error(UNSUPPORTED_MEDIA_TYPE));
+    }
     SubmitAnswer::BadRequest(report_error(format!("malformed request: {err}")))
+}
+
+impl From<EnqueueError> for SubmitAnswer {
+    fn from(err: EnqueueError) -> Self {
+        match err {
+            EnqueueError::BadKey | EnqueueError::Encode(_) => {
+                SubmitAnswer::BadRequest(report_error(err.to_string()))
+            }
+            EnqueueError::KeyReused(_) => SubmitAnswer::KeyReused(report_error(err.to_string())),
+            EnqueueError::Unavailable(_) => {
+                SubmitAnswer::Unavailable(report_error(err.to_string()))
+            }
+        }
+    }
 }
 
 /// `{"mean": int, "stddev": int, "count": n}`.
@@ -198,6 +227,16 @@ pub struct NotEnough {
     pub min_per_server: u64,
     /// Servers that have fewer.
     pub servers_below_min: u64,
+}
+
+impl From<Summary> for Statistics {
+    fn from(summary: Summary) -> Self {
+        Statistics {
+            mean: summary.mean,
+            stddev: summary.stddev,
+            count: summary.count,
+        }
+    }
 }
 
 /// Answers of `GET /process_statistics`.
@@ -271,10 +310,7 @@ impl ReportsApi {
                 let job_id = job.id.to_string();
                 SubmitAnswer::Accepted(Json(Accepted { job_id }), location)
             }
-            Err(err @ (EnqueueError::BadKey | EnqueueError::Encode(_))) => {
-                SubmitAnswer::BadRequest(report_error(err.to_string()))
-            }
-            Err(err) => SubmitAnswer::Unavailable(report_error(err.to_string())),
+            Err(err) => err.into(),
         }
     }
 
@@ -299,18 +335,19 @@ impl ReportsApi {
     #[oai(path = "/process_report", method = "post")]
     async fn process_report(
         &self,
+        req: &Request,
         body: Json<ReportIn>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        /// The same key within `IDEMPOTENCY_WINDOW_SECS` returns the first job; 1 to
+        /// 200 visible ASCII characters.
+        #[oai(name = "Idempotency-Key")]
+        _key: Header<Option<String>>,
     ) -> SubmitAnswer {
+        let key = match idempotency_key(req) {
+            Ok(key) => key,
+            Err(err) => return err.into(),
+        };
         match body.validate() {
-            Ok(record) => {
-                self.submit(
-                    vec![record],
-                    idempotency_key.0.as_deref(),
-                    "POST /process_report",
-                )
-                .await
-            }
+            Ok(record) => self.submit(vec![record], key, "POST /process_report").await,
             Err(fault) => SubmitAnswer::BadRequest(Json(ReportError {
                 error: fault.message,
                 field: Some(fault.field.to_owned()),
@@ -324,9 +361,17 @@ impl ReportsApi {
     #[oai(path = "/process_reports", method = "post")]
     async fn process_reports(
         &self,
+        req: &Request,
         body: Json<Vec<ReportIn>>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        /// The same key within `IDEMPOTENCY_WINDOW_SECS` returns the first job; 1 to
+        /// 200 visible ASCII characters.
+        #[oai(name = "Idempotency-Key")]
+        _key: Header<Option<String>>,
     ) -> SubmitAnswer {
+        let key = match idempotency_key(req) {
+            Ok(key) => key,
+            Err(err) => return err.into(),
+        };
         let max = self.state.reports().batch_max;
         if body.is_empty() || body.len() > max {
             return SubmitAnswer::BadRequest(report_error(format!(
@@ -347,40 +392,51 @@ impl ReportsApi {
                 }
             }
         }
-        self.submit(
-            records,
-            idempotency_key.0.as_deref(),
-            "POST /process_reports",
-        )
-        .await
+        self.submit(records, key, "POST /process_reports").await
     }
 
     /// Mean and deviation of every report's duration, or of one server's
-    /// (`server_name`), exactly as the old service computed them.
+    /// (`server_name`), exactly as the old service computed them. Over every server the
+    /// old service's gate applies (`MIN_TOTAL` in all and `MIN_PER_SERVER` each); for
+    /// one server, only that server needs `MIN_PER_SERVER` reports, so that a new
+    /// server elsewhere does not turn its figures off.
     #[oai(path = "/process_statistics", method = "get")]
     async fn process_statistics(&self, server_name: Query<Option<String>>) -> StatisticsAnswer {
         let db = self.state.store.db();
-        match gate(db, self.state.reports()).await {
-            Ok(g) if g.open => {}
-            Ok(g) => return StatisticsAnswer::NotEnough(self.not_enough(g)),
-            Err(err) => return StatisticsAnswer::Unavailable(unavailable(err)),
-        }
+        let Some(name) = server_name.0 else {
+            match gate(db, self.state.reports()).await {
+                Ok(g) if g.open => {}
+                Ok(g) => return StatisticsAnswer::NotEnough(self.not_enough(g)),
+                Err(err) => return StatisticsAnswer::Unavailable(unavailable(err)),
+            }
+            return match statistics(db, None).await {
+                Ok(Some(summary)) => StatisticsAnswer::Ok(Json(summary.into())),
+                Ok(None) => StatisticsAnswer::NotEnough(self.not_enough(Gate {
+                    total: 0,
+                    servers_below: 0,
+                    open: false,
+                })),
+                Err(err) => StatisticsAnswer::Unavailable(unavailable(err)),
+            };
+        };
         // A name with NUL is never stored (and Postgres would refuse the query).
-        let stored = server_name.0.as_deref().is_none_or(|n| !n.contains('\0'));
-        let found = if stored {
-            statistics(db, server_name.0.as_deref()).await
-        } else {
+        let found = if name.contains('\0') {
             Ok(None)
+        } else {
+            statistics(db, Some(&name)).await
         };
         match found {
-            Ok(Some(summary)) => StatisticsAnswer::Ok(Json(Statistics {
-                mean: summary.mean,
-                stddev: summary.stddev,
-                count: summary.count,
-            })),
+            Ok(Some(summary)) if summary.count < self.state.reports().min_per_server => {
+                StatisticsAnswer::NotEnough(self.not_enough(Gate {
+                    total: summary.count,
+                    servers_below: 1,
+                    open: false,
+                }))
+            }
+            Ok(Some(summary)) => StatisticsAnswer::Ok(Json(summary.into())),
             Ok(None) => StatisticsAnswer::NotFound(report_error(format!(
                 "no reports for server '{}'",
-                server_name.0.unwrap_or_default()
+                quote(&name)
             ))),
             Err(err) => StatisticsAnswer::Unavailable(unavailable(err)),
         }

@@ -87,6 +87,19 @@ pub struct NewJob {
     pub(crate) idempotency_key: Option<String>,
 }
 
+/// A fingerprint of a job's kind and arguments: 64-bit FNV-1a of the kind's name and
+/// the arguments' JSON, in hex. The JSON is made from the typed arguments, so equal
+/// requests give equal text; FNV is stable across builds, unlike `std`'s hasher.
+pub(crate) fn fingerprint(kind: Kind, args: &Value) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let json = args.to_string();
+    for byte in kind.name.bytes().chain([0]).chain(json.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
 impl NewJob {
     /// A job of `J` with `args`, allowed `max_attempts` attempts (at least one).
     pub fn of<J: Job>(args: &J::Args, max_attempts: u32) -> Result<Self, serde_json::Error> {

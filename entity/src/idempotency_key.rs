@@ -14,6 +14,9 @@ pub struct Model {
     pub job_id: String,
     /// When the key was claimed; it expires after the configured window.
     pub created_at: DateTimeUtc,
+    /// Fingerprint of the request (the job's kind and arguments) the key was first
+    /// used with; absent for keys claimed before fingerprints were kept.
+    pub fingerprint: Option<String>,
 }
 
 /// No relations.

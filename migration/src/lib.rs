@@ -10,6 +10,7 @@ mod m20261123_000003_create_reports;
 mod m20261123_000004_create_ad_counters;
 mod m20261123_000005_create_rates;
 mod m20261124_000006_index_idempotency_keys_by_age;
+mod m20261201_000007_fingerprint_idempotency_keys;
 
 /// All migrations, in order.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_create_ad_counters::Migration),
             Box::new(m20261123_000005_create_rates::Migration),
             Box::new(m20261124_000006_index_idempotency_keys_by_age::Migration),
+            Box::new(m20261201_000007_fingerprint_idempotency_keys::Migration),
         ]
     }
 }

@@ -169,7 +169,8 @@ impl RatesTimetable {
                 .idempotency_key(format!("{key} {date}"));
             match submit(&self.store, &self.queue, job).await? {
                 Created::New(job) => report.created.push(job.id),
-                Created::Existing(job) => report.existing.push(job.id),
+                // Another replica made it for the same tick and date.
+                Created::Existing(job) | Created::Conflict(job) => report.existing.push(job.id),
             }
         }
         Ok(report)

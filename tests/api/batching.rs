@@ -135,7 +135,9 @@ async fn duplicates_and_stale_tasks_in_one_flight_finish_the_job_once(stack: Sta
     let others = join_all((0..50).map(|_| store.create(noop()))).await;
     let others: Vec<Envelope> = others
         .into_iter()
-        .map(|c| Task::of(&c.expect("create").into_record()).envelope)
+        .map(|c| match c.expect("create") {
+            Created::New(r) | Created::Existing(r) | Created::Conflict(r) => Task::of(&r).envelope,
+        })
         .collect();
     let mut claims = vec![
         store.start_attempt(&stale, "stale"),

@@ -324,6 +324,55 @@ async fn the_same_idempotency_key_returns_the_first_job(stack: Stack) {
 }
 on_both_stacks!(the_same_idempotency_key_returns_the_first_job);
 
+/// A key that is not visible ASCII is refused (it was taken for no key at all, and
+/// made a job each time); the same key with another request is refused with 422 (it
+/// answered the first job, as if that were this request's).
+async fn idempotency_keys_are_checked_byte_by_byte_and_bound_to_their_request(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let post = |key: reqwest::header::HeaderValue, body: serde_json::Value| {
+        app.client
+            .post(app.url("/jobs/noop"))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let non_ascii = reqwest::header::HeaderValue::from_bytes("clé-ü".as_bytes()).expect("bytes");
+    for _ in 0..2 {
+        let answer = post(non_ascii.clone(), json!({})).await.expect("POST");
+        assert_eq!(answer.status().as_u16(), 400);
+        let body: serde_json::Value = answer.json().await.expect("json");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("visible ASCII"),
+            "{body}"
+        );
+    }
+    let (_, page) = app.get("/jobs?kind=system.noop").await;
+    assert_eq!(page["jobs"], json!([]), "no job was made");
+
+    let key = reqwest::header::HeaderValue::from_static("order-7");
+    let first = post(key.clone(), json!({ "sleep_ms": 1 }))
+        .await
+        .expect("POST");
+    assert_eq!(first.status().as_u16(), 202);
+    let first: serde_json::Value = first.json().await.expect("json");
+    let same = post(key.clone(), json!({ "sleep_ms": 1 }))
+        .await
+        .expect("POST");
+    assert_eq!(same.status().as_u16(), 202);
+    let same: serde_json::Value = same.json().await.expect("json");
+    assert_eq!(same["job_id"], first["job_id"]);
+    let other = post(key, json!({ "sleep_ms": 2 })).await.expect("POST");
+    assert_eq!(other.status().as_u16(), 422);
+    let other: serde_json::Value = other.json().await.expect("json");
+    assert_eq!(other["error"], "key_reused", "{other}");
+    let (_, page) = app.get("/jobs?kind=system.noop").await;
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(1), "{page}");
+}
+on_both_stacks!(idempotency_keys_are_checked_byte_by_byte_and_bound_to_their_request);
+
 /// A 255-character key passed the check but not the 255-character column that holds
 /// `<route> <key>`: a 503 on Postgres. Keys now end at 200 characters, which every
 /// route's record can hold.

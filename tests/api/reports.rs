@@ -104,6 +104,35 @@ async fn the_readiness_gate_opens_exactly_at_its_thresholds() {
     assert_eq!(status, 200);
 }
 
+/// A per-server read asks only that server to have `MIN_PER_SERVER` reports: one new
+/// server elsewhere (or too few in all) does not turn it off.
+#[tokio::test]
+async fn a_server_with_enough_reports_has_statistics_whatever_the_others_have() {
+    let app = app_with(Stack::Embedded, |c| {
+        c.features.reports.min_total = 100;
+        c.features.reports.min_per_server = 3;
+    })
+    .await;
+    store(&app, &[("a", &[10, 20, 30]), ("new", &[5])]).await;
+    let (status, body) = app.get("/process_statistics").await;
+    assert_eq!(
+        status, 409,
+        "the global gate stays the old service's: {body}"
+    );
+    let (status, body) = app.get("/process_statistics?server_name=a").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["mean"].clone(), body["count"].clone()),
+        (json!(20), json!(3))
+    );
+    let (status, body) = app.get("/process_statistics?server_name=new").await;
+    assert_eq!(status, 409, "one report of three: {body}");
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["servers_below_min"], 1);
+    let (status, _) = app.get("/process_statistics?server_name=unknown").await;
+    assert_eq!(status, 404);
+}
+
 #[tokio::test]
 async fn outliers_are_strictly_outside_their_own_band() {
     let app = app_with(Stack::Embedded, |c| {

@@ -191,7 +191,7 @@ async fn post_chunked(app: &TestApp, path: &str, body: &[u8]) -> (u16, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn wrong_content_types_and_malformed_bodies_answer_400_json() {
+async fn a_body_of_another_type_than_json_answers_415_json() {
     let app = app_with(|_| {}).await;
     let cases: &[(&str, &str, &str)] = &[
         ("/jobs/noop", "text/plain", "{}"),
@@ -200,6 +200,34 @@ async fn wrong_content_types_and_malformed_bodies_answer_400_json() {
             "application/x-www-form-urlencoded",
             "sleep_ms=1",
         ),
+        (
+            "/jobs/math",
+            "text/plain",
+            "{\"algo\": \"factorial\", \"n\": 5}",
+        ),
+        ("/process_report", "application/xml", "<report/>"),
+        ("/process_reports", "text/csv", "a,b,c"),
+    ];
+    for (path, content_type, body) in cases {
+        let (status, _, answer) = send(
+            app.client
+                .post(app.url(path))
+                .header("Content-Type", *content_type)
+                .body(*body),
+        )
+        .await;
+        assert_eq!(status, 415, "{path} {content_type}: {answer}");
+        assert!(
+            answer.to_string().contains("application/json"),
+            "{path}: {answer}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_bodies_answer_400_json() {
+    let app = app_with(|_| {}).await;
+    let cases: &[(&str, &str, &str)] = &[
         ("/jobs/noop", "application/json", ""),
         ("/jobs/noop", "application/json", "[1,2"),
         ("/jobs/noop", "application/json", "\u{feff}{}"),
@@ -228,6 +256,33 @@ async fn wrong_content_types_and_malformed_bodies_answer_400_json() {
         );
         assert!(answer.to_string().len() < 2_000, "{answer}");
     }
+}
+
+/// An error message quotes a short prefix of the value it refuses, never the whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn error_messages_quote_a_short_prefix_of_what_they_refuse() {
+    let app = app_with(|_| {}).await;
+    let huge = "q".repeat(4_000);
+    for path in [
+        format!("/statistics?username={huge}"),
+        format!("/rates?date={huge}"),
+        format!("/api/all?timeout={huge}"),
+        format!("/factorial?n={huge}"),
+    ] {
+        let (status, _, answer) = send(app.client.get(app.url(&path))).await;
+        assert!((400..500).contains(&status), "{status}");
+        let text = answer.to_string();
+        assert!(text.len() < 600, "{}: {} bytes", &path[..20], text.len());
+        assert!(text.contains("qqqq"), "the value is quoted: {text}");
+    }
+    let report = json!({
+        "server_name": "a",
+        "start_time": huge,
+        "end_time": "2021-05-17T10:00:00Z",
+    });
+    let (status, _, answer) = send(app.client.post(app.url("/process_report")).json(&report)).await;
+    assert_eq!(status, 400);
+    assert!(answer.to_string().len() < 600, "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -122,11 +122,19 @@ async fn the_openapi_document_lists_every_route_with_its_answers() {
             "post",
             &["202", "401", "404", "409", "503"],
         ),
-        ("/jobs/noop", "post", &["202", "400", "503"]),
-        ("/jobs/math", "post", &["202", "400", "503"]),
+        ("/jobs/noop", "post", &["202", "400", "415", "422", "503"]),
+        ("/jobs/math", "post", &["202", "400", "415", "422", "503"]),
         ("/queues", "get", &["200", "503"]),
-        ("/process_report", "post", &["202", "400", "503"]),
-        ("/process_reports", "post", &["202", "400", "503"]),
+        (
+            "/process_report",
+            "post",
+            &["202", "400", "415", "422", "503"],
+        ),
+        (
+            "/process_reports",
+            "post",
+            &["202", "400", "415", "422", "503"],
+        ),
         ("/process_statistics", "get", &["200", "404", "409", "503"]),
         ("/process_outliers", "get", &["200", "409", "503"]),
         ("/ad", "get", &["200", "400", "502", "503", "504"]),
@@ -139,6 +147,11 @@ async fn the_openapi_document_lists_every_route_with_its_answers() {
         ("/api/first", "get", &["200", "400", "502", "503", "504"]),
         ("/api/within-timeout", "get", &["200", "400", "503"]),
         ("/api/smart", "get", &["200", "400", "502", "503", "504"]),
+        (
+            "/rates/refresh",
+            "post",
+            &["202", "400", "401", "422", "503"],
+        ),
     ];
     for (path, method, codes) in routes {
         let responses = doc["paths"][path][method]["responses"]

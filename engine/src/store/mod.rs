@@ -34,7 +34,7 @@ pub use writes::batched_statements;
 use crate::config::BackendConfig;
 use crate::ids::{JobId, TaskId};
 use crate::job::Effect;
-use crate::job::NewJob;
+use crate::job::{NewJob, fingerprint};
 use crate::record::{CorruptRecord, JobRecord, JobStatus};
 use crate::task::{Envelope, Task};
 use writes::Writes;
@@ -107,17 +107,12 @@ impl StoreError {
 pub enum Created {
     /// A new job; its first task must now be pushed.
     New(JobRecord),
-    /// The idempotency key was seen within its window: the first job, nothing new.
+    /// The idempotency key was seen within its window, with the same request: the
+    /// first job, nothing new.
     Existing(JobRecord),
-}
-
-impl Created {
-    /// The job, new or first.
-    pub fn into_record(self) -> JobRecord {
-        match self {
-            Created::New(record) | Created::Existing(record) => record,
-        }
-    }
+    /// The idempotency key was seen within its window with another request (another
+    /// kind or other arguments): nothing new; the first job is not this request's.
+    Conflict(JobRecord),
 }
 
 /// The outcome of [`JobStore::start_attempt`].
@@ -306,7 +301,15 @@ impl JobStore {
                     && let Some(first) = job::Entity::find_by_id(claimed.job_id).one(&tx).await?
                 {
                     tx.commit().await?;
-                    return Ok(Created::Existing(read(first)?));
+                    let first = read(first)?;
+                    let same = claimed
+                        .fingerprint
+                        .is_none_or(|print| print == fingerprint(new.kind, &new.args));
+                    return Ok(if same {
+                        Created::Existing(first)
+                    } else {
+                        Created::Conflict(first)
+                    });
                 }
                 idempotency_key::Entity::delete_by_id(key.clone())
                     .exec(&tx)
@@ -316,6 +319,7 @@ impl JobStore {
                 key: Set(key.clone()),
                 job_id: Set(id.to_string()),
                 created_at: Set(now),
+                fingerprint: Set(Some(fingerprint(new.kind, &new.args))),
             }
             .insert(&tx)
             .await?;
