@@ -1,17 +1,19 @@
 //! The routes, `/docs` and `/openapi.json` assembled, and the server loop.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use poem::error::ReadBodyError;
-use poem::http::StatusCode;
-use poem::http::header::TRANSFER_ENCODING;
+use poem::http::header::{ALLOW, TRANSFER_ENCODING};
+use poem::http::{Method, StatusCode};
 use poem::listener::TcpAcceptor;
 use poem::web::headers::{self, HeaderMapExt};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
 use poem_openapi::OpenApiService;
 
 use crate::ads::AdsApi;
+use crate::allow::AllowedMethods;
 use crate::error::ErrorBody;
 use crate::fanout::FanoutApi;
 use crate::jobs::JobsApi;
@@ -40,11 +42,23 @@ pub fn app(state: AppState) -> impl Endpoint {
     .description("Job queues, workers and a scheduler behind one HTTP API.");
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
+    let document: serde_json::Value =
+        serde_json::from_str(&api.spec()).expect("poem-openapi writes its document as JSON");
+    let allowed = Arc::new(AllowedMethods::new(
+        &document,
+        &[
+            ("/openapi.json", &[Method::GET]),
+            ("/ui", &[Method::GET]),
+            ("/ui/index.html", &[Method::GET]),
+            ("/ui/app.js", &[Method::GET]),
+            ("/ui/app.css", &[Method::GET]),
+        ],
+    ));
     let metrics = state.metrics.clone();
     let max_body = state.config.max_body_bytes;
     Route::new()
         .nest("/docs", docs)
-        .at("/openapi.json", spec)
+        .at("/openapi.json", poem::get(spec))
         .nest("/", api)
         .nest("/ui", crate::ui::routes())
         .around(move |ep, req| async move {
@@ -54,6 +68,19 @@ pub fn app(state: AppState) -> impl Endpoint {
             }
         })
         .catch_all_error(|err: poem::Error| async move { json_error(&err) })
+        .around(move |ep, req| {
+            let allowed = allowed.clone();
+            async move {
+                let path = req.uri().path().to_owned();
+                let mut response = ep.get_response(req).await;
+                if response.status() == StatusCode::METHOD_NOT_ALLOWED
+                    && let Some(allow) = allowed.for_path(&path)
+                {
+                    response.headers_mut().insert(ALLOW, allow.clone());
+                }
+                Ok(response)
+            }
+        })
         .around(move |ep, req| {
             let metrics = metrics.clone();
             async move {

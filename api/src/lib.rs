@@ -17,10 +17,12 @@
 //! - [`fanout`]: `/api/all`, `/api/first`, `/api/within-timeout`, `/api/smart`.
 //! - [`schedules`]: `/schedules`, the timetables with their next and last runs.
 //! - [`ui`]: `/ui`, the operator dashboard (embedded HTML, CSS and JS over the JSON routes).
+//! - [`allow`]: the `Allow` header of a 405, from the OpenAPI document.
 //! - [`app`]: the routes, `/docs` and `/openapi.json` assembled; [`serve`] runs them.
 #![warn(missing_docs)]
 
 pub mod ads;
+pub mod allow;
 pub mod app;
 pub mod auth;
 pub mod config;

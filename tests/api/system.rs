@@ -170,6 +170,68 @@ async fn the_openapi_document_lists_every_route_with_its_answers() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_answers_405_naming_the_methods_of_the_route() {
+    let app = spawn_app(Stack::Embedded).await;
+    let (_, doc) = app.get("/openapi.json").await;
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut routes: Vec<(String, Vec<String>)> = paths
+        .iter()
+        .map(|(path, operations)| {
+            let mut methods: Vec<String> = operations
+                .as_object()
+                .expect("operations")
+                .keys()
+                .map(|m| m.to_ascii_uppercase())
+                .collect();
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".to_owned());
+            }
+            (path.replace("{id}", "01JZZZZZZZZZZZZZZZZZZZZZZZ"), methods)
+        })
+        .collect();
+    routes.push(("/ui".to_owned(), vec!["GET".into(), "HEAD".into()]));
+    routes.push(("/ui/app.js".to_owned(), vec!["GET".into(), "HEAD".into()]));
+    routes.push((
+        "/openapi.json".to_owned(),
+        vec!["GET".into(), "HEAD".into()],
+    ));
+    assert!(routes.len() > 30, "{routes:?}");
+    for (path, methods) in routes {
+        let wrong = if methods.iter().any(|m| m == "PUT") {
+            reqwest::Method::PATCH
+        } else {
+            reqwest::Method::PUT
+        };
+        let response = app
+            .client
+            .request(wrong.clone(), app.url(&path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 405, "{wrong} {path}");
+        let allow = response
+            .headers()
+            .get("allow")
+            .unwrap_or_else(|| panic!("{wrong} {path}: 405 without Allow"))
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        let mut listed: Vec<&str> = allow.split(", ").collect();
+        listed.sort_unstable();
+        let mut expected: Vec<&str> = methods.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "{wrong} {path}");
+        let body: serde_json::Value = response.json().await.expect("a JSON error");
+        assert_eq!(body["error"], "method_not_allowed", "{path}");
+    }
+    // What Allow promises holds: HEAD is answered wherever GET is.
+    for path in ["/ping", "/jobs", "/ui", "/openapi.json"] {
+        let response = app.client.head(app.url(path)).send().await.expect("HEAD");
+        assert_eq!(response.status().as_u16(), 200, "HEAD {path}");
+    }
+}
+
+#[tokio::test]
 async fn unknown_routes_and_malformed_bodies_answer_json_errors() {
     let app = spawn_app(Stack::Embedded).await;
     let (status, body) = app.get("/no/such/route").await;
