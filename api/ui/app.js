@@ -54,6 +54,7 @@
     for (const [name, value] of Object.entries(attrs || {})) {
       if (value === null || value === undefined || value === false) continue;
       if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else if (name === "style") throw new Error("inline styles are refused by the page's CSP: use a class");
       else node.setAttribute(name === "className" ? "class" : name, value === true ? "" : String(value));
     }
   }
@@ -635,7 +636,7 @@
       return;
     }
     box.replaceChildren(
-      h("div", { className: "muted", style: "margin-bottom:6px" }, `${scope === "sdk" ? "SDK" : "user"} ${key}`),
+      h("div", { className: "muted caption" }, `${scope === "sdk" ? "SDK" : "user"} ${key}`),
       tiles([
         ["Ad requests", number(counts.ad_requests)],
         ["Impressions", number(counts.impressions)],
@@ -665,7 +666,7 @@
       return;
     }
     box.replaceChildren(
-      h("div", { className: "muted", style: "margin-bottom:6px" },
+      h("div", { className: "muted caption" },
         view.reportsServer ? `server ${view.reportsServer}` : "all servers", " · durations in seconds"),
       tiles([
         ["Mean", number(answer.data.mean)],
