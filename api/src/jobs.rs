@@ -1,7 +1,7 @@
 //! `/jobs…` and `/queues`: job records, operator actions, queue overview.
 
 use chrono::{DateTime, Utc};
-use engine::store::{JobFilter, OperatorOutcome};
+use engine::store::{JobFilter, Listed, OperatorOutcome};
 use engine::{JobId, JobRecord, JobStatus, Task};
 use features::system::{Noop, NoopArgs};
 use poem::Request;
@@ -56,6 +56,10 @@ pub struct JobView {
     pub elapsed_ms: Option<i64>,
     /// Next attempt due at, while a retry is scheduled.
     pub run_at: Option<DateTime<Utc>>,
+    /// In a list (`GET /jobs`): the fields left out because they are over 2 048
+    /// characters (`args`, `result`), which `GET /jobs/{id}` has; there `args` is
+    /// `null`. A listed `error` over 1 024 characters is cut and ends with `…`.
+    pub omitted: Option<Vec<String>>,
 }
 
 impl From<JobRecord> for JobView {
@@ -76,6 +80,18 @@ impl From<JobRecord> for JobView {
             finished_at: r.finished_at,
             elapsed_ms: r.elapsed_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
             run_at: r.run_at,
+            omitted: None,
+        }
+    }
+}
+
+impl From<Listed> for JobView {
+    fn from(listed: Listed) -> Self {
+        let omitted = (!listed.omitted.is_empty())
+            .then(|| listed.omitted.iter().map(|f| (*f).to_owned()).collect());
+        JobView {
+            omitted,
+            ..listed.record.into()
         }
     }
 }
@@ -436,7 +452,7 @@ impl JobsApi {
         match self.state.store.list(&filter).await {
             Ok(jobs) => {
                 let next_before = if jobs.len() as u64 == limit {
-                    jobs.last().map(|j| j.id.to_string())
+                    jobs.last().map(|j| j.record.id.to_string())
                 } else {
                     None
                 };

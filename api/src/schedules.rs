@@ -186,7 +186,10 @@ impl SchedulesApi {
             enabled: rates.timetable_enabled(),
             next_run,
             problem,
-            last_run: newest.into_iter().next().map(LastRun::from),
+            last_run: newest
+                .into_iter()
+                .next()
+                .map(|listed| LastRun::from(listed.record)),
         })
     }
 }

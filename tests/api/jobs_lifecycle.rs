@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use engine::store::{AttemptRun, Success};
+
 use crate::helpers::{Stack, spawn_app, test_config};
 use crate::on_both_stacks;
 
@@ -251,6 +253,111 @@ async fn jobs_are_listed_newest_first_with_keyset_pages(stack: Stack) {
     assert_eq!(body["error"], "bad_request");
 }
 on_both_stacks!(jobs_are_listed_newest_first_with_keyset_pages);
+
+async fn a_list_leaves_out_large_values_and_cuts_long_errors(stack: Stack) {
+    let app = spawn_app(stack).await;
+    // Large arguments: a batch of 60 reports.
+    let reports: Vec<_> = (0..60)
+        .map(|i| {
+            json!({
+                "server_name": format!("server-{i:03}"),
+                "start_time": "2021-05-17T10:00:00Z",
+                "end_time": "2021-05-17T10:11:00Z",
+            })
+        })
+        .collect();
+    let (status, body) = app.post("/process_reports", &json!(reports)).await;
+    assert_eq!(status, 202, "{body}");
+    let batch = body["job_id"].as_str().expect("job_id").to_owned();
+    let small = app.enqueue_noop(json!({})).await;
+    for id in [&batch, &small] {
+        app.wait_for_status(id, "succeeded", WITHIN).await;
+    }
+    // No kind returns a large result or error on demand: two long-running jobs are
+    // finished through the store, one with 5 000 characters of result, one buried
+    // with 5 000 characters of error.
+    let store = &app.backends.store;
+    let envelope_of = |id: String| async move {
+        let record = store
+            .get(id.parse().expect("a job id"))
+            .await
+            .expect("read")
+            .expect("the job");
+        engine::Task::of(&record).envelope
+    };
+    let big = app.enqueue_noop(json!({ "sleep_ms": 60_000 })).await;
+    let success = Success {
+        envelope: envelope_of(big.clone()).await,
+        attempt: AttemptRun {
+            number: 1,
+            worker: "test".to_owned(),
+            started_at: chrono::Utc::now(),
+        },
+        result: json!({ "text": "r".repeat(5_000) }),
+        elapsed: Duration::ZERO,
+        effect: (),
+    };
+    assert!(
+        store
+            .succeed("system.noop", success)
+            .await
+            .expect("succeed")
+    );
+    let long = app.enqueue_noop(json!({ "sleep_ms": 60_000 })).await;
+    let envelope = envelope_of(long.clone()).await;
+    assert!(
+        store
+            .bury(&envelope, &"e".repeat(5_000))
+            .await
+            .expect("bury")
+    );
+
+    let (status, page) = app.get("/jobs?limit=10").await;
+    assert_eq!(status, 200, "{page}");
+    let listed = |id: &str| {
+        page["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .find(|j| j["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {page}"))
+            .clone()
+    };
+    let batch_listed = listed(&batch);
+    assert_eq!(batch_listed["omitted"], json!(["args"]), "{batch_listed}");
+    assert_eq!(batch_listed["args"], json!(null));
+    let big_listed = listed(&big);
+    assert_eq!(big_listed["omitted"], json!(["result"]), "{big_listed}");
+    assert!(big_listed.get("result").is_none(), "{big_listed}");
+    assert_eq!(big_listed["args"]["sleep_ms"], 60_000);
+    let small_listed = listed(&small);
+    assert!(small_listed.get("omitted").is_none(), "{small_listed}");
+    assert_eq!(
+        small_listed["args"],
+        json!({ "sleep_ms": 0, "fail_times": 0 })
+    );
+    assert_eq!(small_listed["result"], json!({ "attempt": 1 }));
+    let error = listed(&long)["error"].as_str().expect("error").to_owned();
+    assert_eq!(error.chars().count(), 1_025, "cut to 1 024 and …");
+    assert!(error.ends_with('…'));
+
+    // The records themselves keep everything.
+    assert_eq!(
+        app.job(&batch).await["args"]["reports"]
+            .as_array()
+            .map(Vec::len),
+        Some(60)
+    );
+    assert_eq!(
+        app.job(&big).await["result"]["text"].as_str().map(str::len),
+        Some(5_000)
+    );
+    assert_eq!(
+        app.job(&long).await["error"].as_str().map(str::len),
+        Some(5_000)
+    );
+}
+on_both_stacks!(a_list_leaves_out_large_values_and_cuts_long_errors);
 
 async fn queues_count_jobs_by_status_and_name_live_workers(stack: Stack) {
     let app = spawn_app(stack).await;

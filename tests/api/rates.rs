@@ -619,7 +619,7 @@ async fn ingest_jobs(app: &TestApp) -> Vec<RatesArgs> {
     };
     let jobs = app.backends.store.list(&filter).await.expect("list jobs");
     jobs.into_iter()
-        .map(|job| serde_json::from_value(job.args).expect("rates args"))
+        .map(|job| serde_json::from_value(job.record.args).expect("rates args"))
         .collect()
 }
 

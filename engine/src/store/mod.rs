@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use entity::{idempotency_key, job};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
@@ -183,6 +183,91 @@ pub enum OperatorOutcome {
     NotFound,
     /// The job's status does not allow it.
     Conflict(JobStatus),
+}
+
+/// Most characters of a job's `args` or `result` a listed record carries; a larger
+/// value is left out (the record itself has it), so that a page of records is bounded
+/// by its length in bytes as well as in rows.
+pub const LISTED_VALUE_MAX_CHARS: i64 = 2048;
+
+/// Most characters of a job's last error a listed record carries; a longer one is cut
+/// and ends with `…`.
+pub const LISTED_ERROR_MAX_CHARS: i64 = 1024;
+
+/// A record as a list shows it: large values left out, a long error cut.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Listed {
+    /// The record; `args` is JSON null and `result` `None` when left out.
+    pub record: JobRecord,
+    /// The fields left out for their size: `args`, `result`.
+    pub omitted: Vec<&'static str>,
+}
+
+/// A row of [`JobStore::list`]: the record's columns with its large ones bounded, and
+/// their full lengths (an `integer` on Postgres).
+#[derive(Debug, FromQueryResult)]
+struct ListRow {
+    id: String,
+    kind: String,
+    queue: String,
+    args: Option<sea_orm::prelude::Json>,
+    args_chars: Option<i32>,
+    status: String,
+    attempts: i32,
+    max_attempts: i32,
+    result: Option<sea_orm::prelude::Json>,
+    result_chars: Option<i32>,
+    error: Option<String>,
+    error_chars: Option<i32>,
+    worker: Option<String>,
+    idempotency_key: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    elapsed_ms: Option<i64>,
+    run_at: Option<DateTime<Utc>>,
+    task_id: String,
+}
+
+impl ListRow {
+    fn listed(self) -> Result<Listed, StoreError> {
+        let over = |chars: Option<i32>, max: i64| chars.is_some_and(|c| i64::from(c) > max);
+        let mut omitted = Vec::new();
+        if over(self.args_chars, LISTED_VALUE_MAX_CHARS) {
+            omitted.push("args");
+        }
+        if over(self.result_chars, LISTED_VALUE_MAX_CHARS) {
+            omitted.push("result");
+        }
+        let error = match self.error {
+            Some(mut error) if over(self.error_chars, LISTED_ERROR_MAX_CHARS) => {
+                error.push('…');
+                Some(error)
+            }
+            error => error,
+        };
+        let record = read(job::Model {
+            id: self.id,
+            kind: self.kind,
+            queue: self.queue,
+            args: self.args.unwrap_or(Value::Null),
+            status: self.status,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            result: self.result,
+            error,
+            worker: self.worker,
+            idempotency_key: self.idempotency_key,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            elapsed_ms: self.elapsed_ms,
+            run_at: self.run_at,
+            task_id: self.task_id,
+        })?;
+        Ok(Listed { record, omitted })
+    }
 }
 
 /// Filters of `GET /jobs`.
@@ -359,9 +444,53 @@ impl JobStore {
             .transpose()
     }
 
-    /// Jobs newest first, keyset-paginated by id.
-    pub async fn list(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, StoreError> {
-        let mut query = job::Entity::find().order_by_desc(job::Column::Id);
+    /// Jobs newest first, keyset-paginated by id, as a list shows them ([`Listed`]):
+    /// the database sends no value over [`LISTED_VALUE_MAX_CHARS`], so that a page's
+    /// memory is bounded whatever the jobs carry.
+    pub async fn list(&self, filter: &JobFilter) -> Result<Vec<Listed>, StoreError> {
+        let text =
+            |column: job::Column| Func::char_length(Func::cast_as(Expr::col(column), "text"));
+        let bounded = |column: job::Column| {
+            Expr::case(
+                Expr::expr(text(column)).lte(LISTED_VALUE_MAX_CHARS),
+                Expr::col(column),
+            )
+        };
+        let mut query = job::Entity::find()
+            .select_only()
+            .columns([
+                job::Column::Id,
+                job::Column::Kind,
+                job::Column::Queue,
+                job::Column::Status,
+                job::Column::Attempts,
+                job::Column::MaxAttempts,
+                job::Column::Worker,
+                job::Column::IdempotencyKey,
+                job::Column::CreatedAt,
+                job::Column::StartedAt,
+                job::Column::FinishedAt,
+                job::Column::ElapsedMs,
+                job::Column::RunAt,
+                job::Column::TaskId,
+            ])
+            .expr_as(bounded(job::Column::Args), "args")
+            .expr_as(text(job::Column::Args), "args_chars")
+            .expr_as(bounded(job::Column::Result), "result")
+            .expr_as(text(job::Column::Result), "result_chars")
+            .expr_as(
+                Func::cust("substr")
+                    .arg(Expr::col(job::Column::Error))
+                    .arg(1)
+                    // An `integer`: Postgres has no substr(text, integer, bigint).
+                    .arg(LISTED_ERROR_MAX_CHARS as i32),
+                "error",
+            )
+            .expr_as(
+                Func::char_length(Expr::col(job::Column::Error)),
+                "error_chars",
+            )
+            .order_by_desc(job::Column::Id);
         if let Some(status) = filter.status {
             query = query.filter(job::Column::Status.eq(status.as_str()));
         }
@@ -373,10 +502,11 @@ impl JobStore {
         }
         query
             .limit(filter.limit)
+            .into_model::<ListRow>()
             .all(&self.db)
             .await?
             .into_iter()
-            .map(read)
+            .map(ListRow::listed)
             .collect()
     }
 
