@@ -7,9 +7,8 @@ use std::time::Duration;
 use poem::error::ReadBodyError;
 use poem::http::header::{ALLOW, TRANSFER_ENCODING};
 use poem::http::{Method, StatusCode};
-use poem::listener::TcpAcceptor;
 use poem::web::headers::{self, HeaderMapExt};
-use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, Server};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
 
 use crate::ads::AdsApi;
@@ -152,8 +151,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
-    Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app(state), shutdown, Some(grace))
-        .await
+    let limits = crate::server::Limits {
+        header_timeout: Duration::from_millis(state.config.http_header_timeout_ms),
+        max_connections: state.config.http_max_connections,
+    };
+    crate::server::run(listener, app(state), limits, shutdown, grace).await
 }

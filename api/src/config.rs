@@ -21,6 +21,17 @@ pub struct ApiConfig {
     /// room to spare.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// How long a client has to send a request's headers, in ms, from the moment the
+    /// connection is ready for them; a keep-alive connection idle that long is closed
+    /// too. A client that sends nothing, or stops halfway, cannot hold a connection.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+    /// Connections served at once; further clients wait in the listen backlog until
+    /// one closes. Keep it below the process's file descriptor limit.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 10_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub http_max_connections: usize,
 }
 
 impl ApiConfig {

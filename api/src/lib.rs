@@ -19,6 +19,7 @@
 //! - [`ui`]: `/ui`, the operator dashboard (embedded HTML, CSS and JS over the JSON routes).
 //! - [`allow`]: the `Allow` header of a 405, from the OpenAPI document.
 //! - [`app`]: the routes, `/docs` and `/openapi.json` assembled; [`serve`] runs them.
+//! - [`server`]: the server loop under them, with header timeout and connection bound.
 #![warn(missing_docs)]
 
 pub mod ads;
@@ -34,6 +35,7 @@ pub mod math;
 pub mod rates;
 pub mod reports;
 pub mod schedules;
+pub mod server;
 pub mod state;
 pub mod system;
 pub mod ui;

@@ -334,3 +334,80 @@ async fn huge_non_ascii_and_sql_looking_values_are_plain_data() {
     app.wait_for_status(id, "succeeded", Duration::from_secs(10))
         .await;
 }
+
+/// Reads from `stream` until it is closed (or answered), for at most `within`; the bytes
+/// read, or `None` when nothing came and the connection stayed open.
+async fn read_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0; 4096];
+    match tokio::time::timeout(within, stream.read(&mut buf)).await {
+        Ok(Ok(n)) => Some(buf[..n].to_vec()),
+        Ok(Err(_)) => Some(Vec::new()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_sends_no_headers_loses_its_connection() {
+    use tokio::io::AsyncWriteExt;
+    let app = app_with(|c| c.api.http_header_timeout_ms = 300).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut silent = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let mut halfway = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    halfway
+        .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // Closed without an answer (an empty read), well before the generous bound.
+    for (name, stream) in [("silent", &mut silent), ("halfway", &mut halfway)] {
+        let read = read_within(stream, Duration::from_secs(20)).await;
+        assert_eq!(
+            read,
+            Some(Vec::new()),
+            "{name} connection still open or answered"
+        );
+    }
+    // A client that does send its request is answered as ever.
+    let (status, body) = app.get("/ping").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn connections_past_the_bound_wait_until_one_closes() {
+    use tokio::io::AsyncWriteExt;
+    let app = app_with(|c| c.api.http_max_connections = 2).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            tokio::net::TcpStream::connect(&address)
+                .await
+                .expect("connect"),
+        );
+    }
+    let mut third = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    third
+        .write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    assert_eq!(
+        read_within(&mut third, Duration::from_secs(1)).await,
+        None,
+        "answered while two connections were held"
+    );
+    held.clear();
+    let answer = read_within(&mut third, Duration::from_secs(20))
+        .await
+        .expect("answered once a connection closed");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
