@@ -146,6 +146,12 @@ async fn fixer_parses_its_shape_and_names_every_failure_without_the_key() {
             ResponseTemplate::new(200).set_body_json(json!({ "success": true, "base": "EUR",
                 "date": "2026-11-14", "rates": { "USD": 1.05 } })),
         ),
+        (
+            "/2026-11-11",
+            ResponseTemplate::new(200).set_body_json(json!({ "success": false, "error":
+                { "code": 104, "type": "usage_limit_reached",
+                  "info": format!("for GET /2026-11-11?access_key={KEY}&base=EUR {}", "x".repeat(5_000)) } })),
+        ),
     ];
     for (at, response) in mounts {
         Mock::given(method("GET"))
@@ -198,6 +204,18 @@ async fn fixer_parses_its_shape_and_names_every_failure_without_the_key() {
         let err = fetch(&config, date).await.expect_err(date);
         assert_eq!(err.to_string(), expected, "{date}");
     }
+    // A provider echoing the request it was sent: its text is kept without the key,
+    // and cut short.
+    let echoed = fetch(&config, "2026-11-11")
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(!echoed.contains(KEY), "{echoed}");
+    assert!(echoed.contains("access_key=***&base=EUR"), "{echoed}");
+    assert!(
+        echoed.chars().count() < 300 && echoed.ends_with('…'),
+        "{echoed}"
+    );
 
     // Unreachable: the transport error is reported without the URL (and the key).
     let closed = RatesConfig {
@@ -288,6 +306,18 @@ async fn frankfurter_parses_its_shape_and_names_every_failure() {
         let err = fetch(&config, date).await.expect_err(date);
         assert_eq!(err.to_string(), expected, "{date}");
     }
+    // A provider echoing the request it was sent: its text is kept without the key,
+    // and cut short.
+    let echoed = fetch(&config, "2026-11-11")
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(!echoed.contains(KEY), "{echoed}");
+    assert!(echoed.contains("access_key=***&base=EUR"), "{echoed}");
+    assert!(
+        echoed.chars().count() < 300 && echoed.ends_with('…'),
+        "{echoed}"
+    );
 }
 
 // ---------------------------------------------------------------- the job

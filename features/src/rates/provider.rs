@@ -161,7 +161,7 @@ impl RatesProvider for Fixer {
                 };
                 return Err(ProviderError::Refused {
                     provider: self.name(),
-                    reason,
+                    reason: scrubbed(&reason, Some(key.expose())),
                 });
             }
             check(self.name(), date, body.date, body.base, body.rates)
@@ -253,15 +253,21 @@ fn check(
 ) -> Result<DayRates, ProviderError> {
     let malformed = |reason: String| ProviderError::Malformed { provider, reason };
     let date = date.ok_or_else(|| malformed("no date".to_owned()))?;
-    let date: NaiveDate = date
-        .parse()
-        .map_err(|_| malformed(format!("date '{date}' is not YYYY-MM-DD")))?;
+    let date: NaiveDate = date.parse().map_err(|_| {
+        malformed(format!(
+            "date '{}' is not YYYY-MM-DD",
+            scrubbed(&date, None)
+        ))
+    })?;
     if date > asked {
         return Err(malformed(format!("asked for {asked}, answered {date}")));
     }
     let base = base.ok_or_else(|| malformed("no base".to_owned()))?;
     if base != BASE {
-        return Err(malformed(format!("asked for base {BASE}, answered {base}")));
+        return Err(malformed(format!(
+            "asked for base {BASE}, answered {}",
+            scrubbed(&base, None)
+        )));
     }
     let mut rates = rates.ok_or_else(|| malformed("no rates".to_owned()))?;
     // The base against itself is 1 by definition; fixer lists it, frankfurter not.
@@ -273,12 +279,87 @@ fn check(
         .iter()
         .find(|(code, rate)| !is_currency_code(code) || !rate.is_finite() || **rate <= 0.0)
     {
-        return Err(malformed(format!("rate {code}: {rate}")));
+        return Err(malformed(format!("rate {}: {rate}", scrubbed(code, None))));
     }
     Ok(DayRates { date, base, rates })
+}
+
+/// Most characters of a provider's own text an error carries.
+const UPSTREAM_TEXT_MAX: usize = 200;
+
+/// A provider's own text as an error may keep it (job errors are readable by anyone
+/// who can read `/jobs`): `key` and any `access_key` value masked, since a provider
+/// may echo the request it was sent, and cut to [`UPSTREAM_TEXT_MAX`] characters.
+fn scrubbed(text: &str, key: Option<&str>) -> String {
+    const MASK: &str = "***";
+    let mut text = match key {
+        Some(key) if !key.is_empty() => text.replace(key, MASK),
+        _ => text.to_owned(),
+    };
+    // `access_key=VALUE`, `access_key": "VALUE"` and the like: mask VALUE. (Lowering
+    // ASCII letters keeps byte offsets.)
+    let name = "access_key";
+    let mut from = 0;
+    while let Some(found) = text[from..].to_ascii_lowercase().find(name) {
+        let at = from + found;
+        let after_name = at + name.len();
+        // `invalid_access_key` (fixer's error type) is another word; and a name with no
+        // `=` or `:` after it assigns nothing.
+        let part_of_word = text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        let value_start = text[after_name..]
+            .find(|c: char| !matches!(c, '=' | ':' | '"' | '\'' | ' '))
+            .map_or(text.len(), |i| after_name + i);
+        if part_of_word || !text[after_name..value_start].contains(['=', ':']) {
+            from = after_name;
+            continue;
+        }
+        let value_end = text[value_start..]
+            .find(|c: char| matches!(c, '&' | '"' | '\'' | ',' | '}' | ']') || c.is_whitespace())
+            .map_or(text.len(), |i| value_start + i);
+        from = if value_end > value_start {
+            text.replace_range(value_start..value_end, MASK);
+            value_start + MASK.len()
+        } else {
+            value_end
+        };
+    }
+    let mut chars = text.chars();
+    let mut kept: String = chars.by_ref().take(UPSTREAM_TEXT_MAX).collect();
+    if chars.next().is_some() {
+        kept.push('…');
+    }
+    kept
 }
 
 /// Three ASCII capital letters, e.g. `USD`.
 pub fn is_currency_code(code: &str) -> bool {
     code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrubbed;
+
+    #[test]
+    fn provider_text_loses_keys_and_length() {
+        let echoed = "invalid_access_key: You have not supplied a valid key \
+                      (GET /2026-11-30?access_key=s3cr3t&base=EUR, {\"access_key\": \"s3cr3t\"})";
+        let kept = scrubbed(echoed, Some("s3cr3t"));
+        assert!(!kept.contains("s3cr3t"), "{kept}");
+        assert!(kept.contains("access_key=***&base=EUR"), "{kept}");
+        // A value the key is not (another account's, say) is masked by its name.
+        let other = scrubbed("ACCESS_KEY=abc123 and access_key: 'xyz'", None);
+        assert_eq!(other, "ACCESS_KEY=*** and access_key: '***'");
+        assert_eq!(scrubbed("access_key", None), "access_key");
+        assert_eq!(
+            scrubbed("invalid_access_key: You have not supplied a key", None),
+            "invalid_access_key: You have not supplied a key"
+        );
+        let long = scrubbed(&"é".repeat(1_000), None);
+        assert_eq!(long.chars().count(), 201);
+        assert!(long.ends_with('…'));
+    }
 }
