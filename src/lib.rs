@@ -101,9 +101,9 @@ pub async fn connect(config: &Config, migrate: bool) -> anyhow::Result<Backends>
     let metrics = Metrics::new();
     let features = Features::new(config.features.clone(), &metrics);
     Ok(Backends {
+        registry: features::registry(&features, &db),
         store: JobStore::new(db, &config.backends),
         queue,
-        registry: features::registry(&features),
         features,
         metrics,
     })

@@ -5,7 +5,8 @@
 //! answers 202. Values computed by jobs are cached, so a repeat is a read. Results are
 //! exact JSON integers of any size: the digits are written into the body directly.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use domain::pyint::{PyIntError, parse_int};
@@ -18,6 +19,7 @@ use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
+use tokio::sync::OnceCell;
 
 use crate::enqueue::{enqueue_job, idempotency_key};
 use crate::error::ErrorBody;
@@ -194,12 +196,45 @@ impl From<AlgoParam> for Algo {
 #[derive(Debug, Clone)]
 pub struct MathApi {
     state: AppState,
+    in_flight: InFlight,
+}
+
+/// Most computations [`InFlight`] tracks; past it, it forgets them all (identical
+/// requests may then make a second job, nothing worse).
+const IN_FLIGHT_MAX: usize = 10_000;
+
+/// The queued computations this api waits on, by cache key, so that identical requests
+/// share one job and one computation instead of making one each. An entry is set once
+/// its job is enqueued and removed when a request sees the job finished.
+#[derive(Debug, Clone, Default)]
+struct InFlight(Arc<Mutex<HashMap<String, Arc<OnceCell<JobId>>>>>);
+
+impl InFlight {
+    /// The slot of `key`: empty for the first request, which enqueues the job.
+    fn slot(&self, key: &str) -> Arc<OnceCell<JobId>> {
+        let mut slots = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.len() >= IN_FLIGHT_MAX && !slots.contains_key(key) {
+            slots.clear();
+        }
+        slots.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Forgets `slot` of `key`, whose job finished.
+    fn finished(&self, key: &str, slot: &Arc<OnceCell<JobId>>) {
+        let mut slots = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(key);
+        }
+    }
 }
 
 impl MathApi {
     /// The routes over `state`.
     pub fn new(state: AppState) -> Self {
-        MathApi { state }
+        MathApi {
+            state,
+            in_flight: InFlight::default(),
+        }
     }
 
     fn config(&self) -> &MathConfig {
@@ -241,11 +276,16 @@ impl MathApi {
                 ));
             }
         }
-        let job = match self.enqueue(args, None).await {
-            Ok(job) => job,
+        let slot = self.in_flight.slot(&key);
+        let job = match slot.get_or_try_init(|| self.enqueue(args, None)).await {
+            Ok(job) => *job,
             Err(answer) => return answer,
         };
-        self.wait_for(args, job).await
+        let answer = self.wait_for(args, job).await;
+        if !matches!(answer, MathAnswer::Accepted(..)) {
+            self.in_flight.finished(&key, &slot);
+        }
+        answer
     }
 
     /// Computes a cheap value in the api: on this thread when it takes microseconds,
@@ -316,6 +356,9 @@ impl MathApi {
                             format!("database unavailable: {err}"),
                         )),
                     };
+                }
+                Ok(Some(job)) if job.status == JobStatus::Cancelled => {
+                    return MathAnswer::Failed(failed(algo, "the computation was cancelled"));
                 }
                 Ok(Some(job)) if job.status == JobStatus::Dead => {
                     let error = job.error.unwrap_or_default();

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use engine::Registry;
 use engine::metrics::Metrics;
+use sea_orm::DatabaseConnection;
 
 use crate::ads::AdsConfig;
 use crate::fanout::{FanoutConfig, Fanouts};
@@ -82,14 +83,14 @@ impl Features {
     }
 }
 
-/// Every job kind of this build. A new kind is its file and one line here.
-pub fn registry(features: &Features) -> Registry {
+/// Every job kind of this build, over `db`. A new kind is its file and one line here.
+pub fn registry(features: &Features, db: &DatabaseConnection) -> Registry {
     let (limits, timings) = (&features.config.math, &features.math_metrics);
     Registry::new()
         .register(system::Noop)
-        .register(math::Compute::<math::Factorial>::new(limits, timings))
-        .register(math::Compute::<math::Fibonacci>::new(limits, timings))
-        .register(math::Compute::<math::Ackermann>::new(limits, timings))
+        .register(math::Compute::<math::Factorial>::new(limits, timings, db))
+        .register(math::Compute::<math::Fibonacci>::new(limits, timings, db))
+        .register(math::Compute::<math::Ackermann>::new(limits, timings, db))
         .register(reports::Record)
         .register(ads::Count)
         .register(rates::Ingest::new(features.rates.clone()))

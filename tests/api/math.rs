@@ -174,6 +174,35 @@ async fn an_expensive_input_runs_as_a_job_and_is_cached(stack: Stack) {
 }
 on_both_stacks!(an_expensive_input_runs_as_a_job_and_is_cached);
 
+async fn identical_requests_share_one_computation(stack: Stack) {
+    let app = spawn_app(stack).await;
+    // 5000! has 16 326 digits: over the tests' inline limit, so a job.
+    let requests = (0..8).map(|_| digits_of(&app, "/factorial?n=5000"));
+    let answers = futures::future::join_all(requests).await;
+    assert_eq!(answers[0].len(), 16_326);
+    assert!(answers.iter().all(|a| *a == answers[0]));
+    let (_, page) = app.get("/jobs?kind=math.factorial").await;
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(1), "{page}");
+
+    // A job for a value cached already reads it instead of computing it again.
+    let (status, body) = app
+        .post("/jobs/math", &json!({ "algo": "factorial", "n": 5000 }))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["job_id"].as_str().expect("job id");
+    let job = app
+        .wait_for_status(id, "succeeded", Duration::from_secs(20))
+        .await;
+    assert_eq!(job["result"]["reused"], true, "{job}");
+    assert_eq!(job["result"]["digits"], 16_326, "{job}");
+    let (_, _, text) = raw(&app, "/metrics").await;
+    assert!(
+        text.contains("conveyor_math_duration_seconds_count{algo=\"factorial\"} 1"),
+        "computed more than once: {text}"
+    );
+}
+on_both_stacks!(identical_requests_share_one_computation);
+
 #[tokio::test]
 async fn a_slow_computation_answers_202_with_the_job() {
     let (mut config, resources) = test_config(Stack::Embedded).await;

@@ -13,7 +13,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseTransaction, EntityTrait, Set};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait, QuerySelect, Set};
 use serde::Serialize;
 
 use super::{Algo, MathArgs, MathConfig, compute};
@@ -91,20 +91,24 @@ impl MathMetrics {
     }
 }
 
-/// A `math.*` kind: computes `F` within the configured limits.
+/// A `math.*` kind: computes `F` within the configured limits, unless its value is
+/// cached already.
 #[derive(Debug)]
 pub struct Compute<F> {
     config: MathConfig,
     metrics: MathMetrics,
+    db: DatabaseConnection,
     function: PhantomData<F>,
 }
 
 impl<F> Compute<F> {
-    /// The kind under these limits, recording its computations in `metrics`.
-    pub fn new(config: &MathConfig, metrics: &MathMetrics) -> Self {
+    /// The kind under these limits, recording its computations in `metrics`, its
+    /// values cached in `db`.
+    pub fn new(config: &MathConfig, metrics: &MathMetrics, db: &DatabaseConnection) -> Self {
         Compute {
             config: config.clone(),
             metrics: metrics.clone(),
+            db: db.clone(),
             function: PhantomData,
         }
     }
@@ -117,13 +121,16 @@ pub struct Cached {
     pub key: String,
     /// Decimal digits of the value.
     pub digits: i64,
-    /// Time to compute and render it.
+    /// Time to compute and render it (by the job that did).
     pub elapsed_ms: i64,
+    /// The value was cached already (by an earlier job): nothing was computed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
 }
 
-/// The effect of a `math.*` job: its value, cached.
+/// The effect of a `math.*` job: its value, to cache; none when it was cached already.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MathValue(math_result::Model);
+pub struct MathValue(Option<math_result::Model>);
 
 impl<F: Function> Job for Compute<F> {
     const KIND: Kind = F::KIND;
@@ -140,6 +147,23 @@ impl<F: Function> Job for Compute<F> {
                 args.algo.as_str()
             )));
         }
+        let key = args.cache_key();
+        let hit = cached_digits(&self.db, &key)
+            .await
+            .map_err(|e| JobError::failed(format!("reading the cache: {e}")))?;
+        if let Some((digits, elapsed_ms)) = hit {
+            // Computed already (by an earlier request, or a twin of this one): what a
+            // repeated request costs is this read.
+            return Ok(Done {
+                output: Cached {
+                    key,
+                    digits,
+                    elapsed_ms,
+                    reused: true,
+                },
+                effect: MathValue(None),
+            });
+        }
         let config = self.config.clone();
         // CPU-bound for up to seconds: off the async workers. A timed-out attempt leaves
         // its thread to finish; its result is then simply not recorded.
@@ -148,7 +172,6 @@ impl<F: Function> Job for Compute<F> {
             .map_err(|e| JobError::failed(format!("computation aborted: {e}")))?
             .map_err(JobError::failed)?;
         self.metrics.observe(args.algo, computed.elapsed);
-        let key = args.cache_key();
         tracing::info!(
             %key,
             digits = computed.digits.len(),
@@ -171,8 +194,9 @@ impl<F: Function> Job for Compute<F> {
                 key,
                 digits,
                 elapsed_ms,
+                reused: false,
             },
-            effect: MathValue(value),
+            effect: MathValue(Some(value)),
         })
     }
 }
@@ -181,15 +205,15 @@ impl Effect for MathValue {
     /// Caches each value; another job may have cached the same value first: the first
     /// is kept.
     async fn apply(tx: &DatabaseTransaction, values: &[&Self]) -> Result<(), EffectError> {
-        for value in values {
+        for value in values.iter().filter_map(|v| v.0.as_ref()) {
             let row = math_result::ActiveModel {
-                key: Set(value.0.key.clone()),
-                algo: Set(value.0.algo.clone()),
-                digits: Set(value.0.digits.clone()),
-                digit_count: Set(value.0.digit_count),
-                elapsed_ms: Set(value.0.elapsed_ms),
-                job_id: Set(value.0.job_id.clone()),
-                created_at: Set(value.0.created_at),
+                key: Set(value.key.clone()),
+                algo: Set(value.algo.clone()),
+                digits: Set(value.digits.clone()),
+                digit_count: Set(value.digit_count),
+                elapsed_ms: Set(value.elapsed_ms),
+                job_id: Set(value.job_id.clone()),
+                created_at: Set(value.created_at),
             };
             math_result::Entity::insert(row)
                 .on_conflict(
@@ -202,4 +226,18 @@ impl Effect for MathValue {
         }
         Ok(())
     }
+}
+
+/// The digit count and computation time of a cached value, without its digits.
+async fn cached_digits(
+    db: &DatabaseConnection,
+    key: &str,
+) -> Result<Option<(i64, i64)>, sea_orm::DbErr> {
+    math_result::Entity::find_by_id(key.to_owned())
+        .select_only()
+        .column(math_result::Column::DigitCount)
+        .column(math_result::Column::ElapsedMs)
+        .into_tuple()
+        .one(db)
+        .await
 }
