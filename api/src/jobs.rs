@@ -305,6 +305,47 @@ pub enum EnqueueAnswer {
     Unavailable(Json<ErrorBody>),
 }
 
+/// Answers of `POST /jobs/noop`: those of an enqueue, and 401 (a test kind whose jobs
+/// can hold a queue's workers, so an operator's when `ADMIN_TOKEN` is set).
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "noop_bad_request")]
+pub enum NoopAnswer {
+    /// Accepted; follow the job at `Location`.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>, #[oai(header = "Location")] String),
+    /// Malformed body or header.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `ADMIN_TOKEN` is set and the request does not carry it as a bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// The `Idempotency-Key` was used within its window with another request.
+    #[oai(status = 422)]
+    KeyReused(Json<ErrorBody>),
+    /// The database or the queue is unavailable; nothing was enqueued.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn noop_bad_request(err: poem::Error) -> NoopAnswer {
+    enqueue_bad_request(err).into()
+}
+
+impl From<EnqueueAnswer> for NoopAnswer {
+    fn from(answer: EnqueueAnswer) -> Self {
+        match answer {
+            EnqueueAnswer::Accepted(body, location) => NoopAnswer::Accepted(body, location),
+            EnqueueAnswer::BadRequest(body) => NoopAnswer::BadRequest(body),
+            EnqueueAnswer::UnsupportedMediaType(body) => NoopAnswer::UnsupportedMediaType(body),
+            EnqueueAnswer::KeyReused(body) => NoopAnswer::KeyReused(body),
+            EnqueueAnswer::Unavailable(body) => NoopAnswer::Unavailable(body),
+        }
+    }
+}
+
 fn enqueue_bad_request(err: poem::Error) -> EnqueueAnswer {
     if wrong_media_type(&err) {
         return EnqueueAnswer::UnsupportedMediaType(Json(ErrorBody::new(
@@ -593,7 +634,9 @@ impl JobsApi {
     }
 
     /// Enqueues a `system.noop` job: no effect but its record. It can simulate work
-    /// (`sleep_ms`) and failures (`fail_times`), for smoke tests and benchmarks.
+    /// (`sleep_ms`) and failures (`fail_times`), for smoke tests and benchmarks. Its
+    /// jobs hold a worker slot while they sleep, so it needs
+    /// `Authorization: Bearer <ADMIN_TOKEN>` when `ADMIN_TOKEN` is set.
     #[oai(path = "/jobs/noop", method = "post")]
     async fn enqueue_noop(
         &self,
@@ -603,17 +646,19 @@ impl JobsApi {
         /// 200 visible ASCII characters.
         #[oai(name = "Idempotency-Key")]
         _key: Header<Option<String>>,
-    ) -> EnqueueAnswer {
+    ) -> NoopAnswer {
+        if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
+            return NoopAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
         let key = match idempotency_key(req) {
             Ok(key) => key,
-            Err(err) => return err.into(),
+            Err(err) => return EnqueueAnswer::from(err).into(),
         };
         let args = NoopArgs {
             sleep_ms: body.sleep_ms,
             fail_times: body.fail_times,
         };
-        enqueue::<Noop>(&self.state, &args, key, "POST /jobs/noop")
-            .await
+        EnqueueAnswer::from(enqueue::<Noop>(&self.state, &args, key, "POST /jobs/noop").await)
             .into()
     }
 }

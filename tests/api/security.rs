@@ -27,9 +27,18 @@ async fn send(request: reqwest::RequestBuilder) -> (u16, Option<String>, Value) 
     (status, challenge, body)
 }
 
-/// A dead job to retry and a queued one to cancel.
+/// A dead job to retry and a queued one to cancel (enqueued with the token, which
+/// `POST /jobs/noop` needs when one is set).
 async fn dead_job(app: &TestApp) -> String {
-    let id = app.enqueue_noop(json!({ "fail_times": 10 })).await;
+    let (status, _, body) = send(
+        app.client
+            .post(app.url("/jobs/noop"))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .json(&json!({ "fail_times": 10 })),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["job_id"].as_str().expect("job_id").to_owned();
     app.wait_for_status(&id, "dead", Duration::from_secs(15))
         .await;
     id
@@ -43,7 +52,9 @@ async fn operator_routes_need_the_admin_token_when_it_is_set() {
         (reqwest::Method::POST, format!("/jobs/{dead}/retry")),
         (reqwest::Method::DELETE, format!("/jobs/{dead}")),
         (reqwest::Method::POST, "/rates/refresh".to_owned()),
+        (reqwest::Method::POST, "/jobs/noop".to_owned()),
     ];
+    let jobs_before = app.get("/jobs").await.1["jobs"].as_array().map(Vec::len);
     for (method, path) in &routes {
         for authorization in [
             None,
@@ -52,6 +63,10 @@ async fn operator_routes_need_the_admin_token_when_it_is_set() {
             Some(format!("Basic {TOKEN}")),
         ] {
             let mut request = app.client.request(method.clone(), app.url(path));
+            if path == "/jobs/noop" {
+                // A well-formed request: only the token is missing.
+                request = request.json(&json!({}));
+            }
             if let Some(value) = &authorization {
                 request = request.header("Authorization", value);
             }
@@ -65,8 +80,12 @@ async fn operator_routes_need_the_admin_token_when_it_is_set() {
             assert!(!body.to_string().contains(TOKEN), "{body}");
         }
     }
-    // Refused requests changed nothing.
+    // Refused requests changed nothing, and made no job.
     assert_eq!(app.job(&dead).await["status"], "dead");
+    assert_eq!(
+        app.get("/jobs").await.1["jobs"].as_array().map(Vec::len),
+        jobs_before
+    );
 
     // With the token: the retry runs (the job fails again: it fails 10 times) and a
     // read needs no token at all.
@@ -108,6 +127,7 @@ async fn operator_routes_are_open_without_a_token_and_document_401() {
         ("/jobs/{id}", "delete"),
         ("/jobs/{id}/retry", "post"),
         ("/rates/refresh", "post"),
+        ("/jobs/noop", "post"),
     ] {
         let answer = &doc["paths"][path][method]["responses"]["401"];
         assert!(answer.is_object(), "{method} {path} must document 401");

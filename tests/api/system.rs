@@ -122,7 +122,11 @@ async fn the_openapi_document_lists_every_route_with_its_answers() {
             "post",
             &["202", "401", "404", "409", "503"],
         ),
-        ("/jobs/noop", "post", &["202", "400", "415", "422", "503"]),
+        (
+            "/jobs/noop",
+            "post",
+            &["202", "400", "401", "415", "422", "503"],
+        ),
         ("/jobs/math", "post", &["202", "400", "415", "422", "503"]),
         ("/queues", "get", &["200", "503"]),
         (

@@ -73,7 +73,7 @@ def until(what, probe, timeout):
 
 
 def enqueue_noop(args):
-    status, body = api("POST", "/jobs/noop", args)
+    status, body = api("POST", "/jobs/noop", args, token=True)
     assert status == 202, f"POST /jobs/noop answered {status} {body}"
     return body["job_id"]
 
