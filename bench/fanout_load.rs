@@ -109,6 +109,12 @@ async fn main() -> anyhow::Result<()> {
             format!("http://127.0.0.1:{}/work", args.sandbox_port),
         )
         .env("FANOUT_MAX_INFLIGHT", (args.clients * 3).to_string())
+        // Every simulated client shares one address: the per-client bound would be
+        // the only thing measured.
+        .env(
+            "FANOUT_MAX_INFLIGHT_PER_CLIENT",
+            (args.clients * 3).to_string(),
+        )
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use domain::fanout::{Answer, Policy};
 use features::fanout::{Busy, Fanouts};
+use poem::Request;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
@@ -160,24 +161,32 @@ impl FanoutApi {
         FanoutApi { fanouts }
     }
 
-    /// Validates `timeout` and runs `policy` under it.
+    /// Validates `timeout` and runs `policy` under it for the client of `req`.
     async fn answer(
         &self,
+        req: &Request,
         policy: Policy,
         timeout: Option<&str>,
         optional: bool,
     ) -> Result<Answer<Work>, Refusal> {
         let limit = deadline(timeout, optional, self.fanouts.config().max_ms)?;
+        let client = req.remote_addr().as_socket_addr().map(|a| a.ip());
         let answer = self
             .fanouts
-            .run(policy, limit)
+            .run(policy, limit, client)
             .await
             .map_err(Refusal::Busy)?;
         Ok(answer.map(Work::from))
     }
 
-    async fn one(&self, policy: Policy, timeout: Option<&str>, optional: bool) -> OneAnswer {
-        match self.answer(policy, timeout, optional).await {
+    async fn one(
+        &self,
+        req: &Request,
+        policy: Policy,
+        timeout: Option<&str>,
+        optional: bool,
+    ) -> OneAnswer {
+        match self.answer(req, policy, timeout, optional).await {
             Ok(Answer::Single(work)) => OneAnswer::Ok(Json(work)),
             Ok(Answer::Ok(mut works)) if !works.is_empty() => OneAnswer::Ok(Json(works.remove(0))),
             Ok(Answer::Ok(_) | Answer::AllFailed) => {
@@ -197,8 +206,11 @@ impl FanoutApi {
     /// Fires 3 requests at once; when all 3 have finished, answers the successful ones
     /// (502 if none succeeded); 504 if `timeout` (ms) comes first.
     #[oai(path = "/api/all", method = "get")]
-    async fn all(&self, timeout: Query<Option<String>>) -> AllAnswer {
-        match self.answer(Policy::All, timeout.0.as_deref(), false).await {
+    async fn all(&self, req: &Request, timeout: Query<Option<String>>) -> AllAnswer {
+        match self
+            .answer(req, Policy::All, timeout.0.as_deref(), false)
+            .await
+        {
             Ok(Answer::Ok(works)) => AllAnswer::Ok(Json(works)),
             Ok(Answer::Single(work)) => AllAnswer::Ok(Json(vec![work])),
             Ok(Answer::AllFailed) => AllAnswer::BadGateway(error("every upstream request failed")),
@@ -213,16 +225,17 @@ impl FanoutApi {
     /// Fires 3 requests at once; answers the first success, 502 as soon as all 3
     /// failed, 504 if `timeout` (ms) comes first.
     #[oai(path = "/api/first", method = "get")]
-    async fn first(&self, timeout: Query<Option<String>>) -> OneAnswer {
-        self.one(Policy::First, timeout.0.as_deref(), false).await
+    async fn first(&self, req: &Request, timeout: Query<Option<String>>) -> OneAnswer {
+        self.one(req, Policy::First, timeout.0.as_deref(), false)
+            .await
     }
 
     /// Fires 3 requests at once; answers the successes that arrived before `timeout`
     /// (ms), possibly none. Never an error for upstream failures.
     #[oai(path = "/api/within-timeout", method = "get")]
-    async fn within_timeout(&self, timeout: Query<Option<String>>) -> WithinAnswer {
+    async fn within_timeout(&self, req: &Request, timeout: Query<Option<String>>) -> WithinAnswer {
         match self
-            .answer(Policy::WithinTimeout, timeout.0.as_deref(), false)
+            .answer(req, Policy::WithinTimeout, timeout.0.as_deref(), false)
             .await
         {
             Ok(Answer::Ok(works)) => WithinAnswer::Ok(Json(works)),
@@ -238,10 +251,10 @@ impl FanoutApi {
     /// sooner failure, fires 2 more; the first success of the 3 wins; 502 when all 3
     /// failed; 504 when `timeout` (ms; optional, capped by `FANOUT_MAX_MS`) comes first.
     #[oai(path = "/api/smart", method = "get")]
-    async fn smart(&self, timeout: Query<Option<String>>) -> OneAnswer {
+    async fn smart(&self, req: &Request, timeout: Query<Option<String>>) -> OneAnswer {
         let policy = Policy::Smart {
             hedge_after: Duration::from_millis(self.fanouts.config().hedge_ms),
         };
-        self.one(policy, timeout.0.as_deref(), true).await
+        self.one(req, policy, timeout.0.as_deref(), true).await
     }
 }

@@ -3,8 +3,10 @@
 //! the requests and timers, feeds their events to `domain::fanout`'s state machine,
 //! and returns on its answer, which drops every request still in flight.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use domain::fanout::{Answer, Command, Event, Failure, Fanout, Policy};
@@ -26,6 +28,11 @@ pub struct FanoutConfig {
     /// would exceed it is answered 503.
     #[arg(long, env = "FANOUT_MAX_INFLIGHT", default_value_t = 3_000)]
     pub max_inflight: usize,
+    /// Upstream requests in flight at once for one client (by its IP address); past
+    /// it, that client's fan-outs are answered 503 while others' still run. Behind a
+    /// proxy every client has the proxy's address: raise it, or bound clients there.
+    #[arg(long, env = "FANOUT_MAX_INFLIGHT_PER_CLIENT", default_value_t = 300)]
+    pub max_inflight_per_client: usize,
     /// Longest a fan-out may take, in ms: `smart`'s deadline when none is given, and
     /// the cap of every `timeout`.
     #[arg(long, env = "FANOUT_MAX_MS", default_value_t = 30_000)]
@@ -48,10 +55,63 @@ pub struct Work {
     pub time: i64,
 }
 
-/// Every fan-out in flight would exceed `FANOUT_MAX_INFLIGHT`.
+/// The fan-out would exceed `FANOUT_MAX_INFLIGHT`, or its client's
+/// `FANOUT_MAX_INFLIGHT_PER_CLIENT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("too many upstream requests in flight; try again shortly")]
-pub struct Busy;
+pub enum Busy {
+    /// Every client's fan-outs together are at the bound.
+    #[error("too many upstream requests in flight; try again shortly")]
+    Everyone,
+    /// This client's are.
+    #[error("too many upstream requests in flight for this client; try again shortly")]
+    Client,
+}
+
+/// Upstream requests in flight per client; a client with none has no entry.
+#[derive(Debug, Default)]
+struct PerClient(Mutex<HashMap<IpAddr, usize>>);
+
+/// A client's share of the upstream requests in flight, given back on drop.
+struct ClientShare<'a> {
+    per_client: &'a PerClient,
+    client: IpAddr,
+    requests: usize,
+}
+
+impl PerClient {
+    fn take(&self, client: IpAddr, requests: usize, max: usize) -> Result<ClientShare<'_>, Busy> {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(client).or_default();
+        if *count + requests > max {
+            if *count == 0 {
+                counts.remove(&client);
+            }
+            return Err(Busy::Client);
+        }
+        *count += requests;
+        Ok(ClientShare {
+            per_client: self,
+            client,
+            requests,
+        })
+    }
+}
+
+impl Drop for ClientShare<'_> {
+    fn drop(&mut self) {
+        let mut counts = self
+            .per_client
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.client) {
+            *count = count.saturating_sub(self.requests);
+            if *count == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
 
 /// The fan-outs of a process: one client and one bound on upstream requests in flight.
 #[derive(Debug, Clone)]
@@ -59,6 +119,7 @@ pub struct Fanouts {
     client: reqwest::Client,
     config: FanoutConfig,
     permits: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
     in_flight: Gauge,
 }
 
@@ -83,6 +144,7 @@ impl Fanouts {
             client,
             config,
             permits,
+            per_client: Arc::default(),
             in_flight,
         }
     }
@@ -103,16 +165,29 @@ impl Fanouts {
             .set(i64::try_from(self.in_flight()).unwrap_or(i64::MAX));
     }
 
-    /// Runs `policy` until it answers or `limit` passes. Returning drops every request
-    /// still in flight (their futures are dropped with `in_flight`).
-    pub async fn run(&self, policy: Policy, limit: Duration) -> Result<Answer<Work>, Busy> {
+    /// Runs `policy` for `client` (when its address is known) until it answers or
+    /// `limit` passes. Returning drops every request still in flight (their futures are
+    /// dropped with `in_flight`).
+    pub async fn run(
+        &self,
+        policy: Policy,
+        limit: Duration,
+        client: Option<IpAddr>,
+    ) -> Result<Answer<Work>, Busy> {
         // All three permits up front: a fan-out either runs whole or is refused, so the
-        // bound holds without waiting and memory stays bounded under overload.
+        // bounds hold without waiting and memory stays bounded under overload.
+        let requests = domain::fanout::FANOUT;
+        let _share = client
+            .map(|c| {
+                self.per_client
+                    .take(c, requests, self.config.max_inflight_per_client)
+            })
+            .transpose()?;
         let _permits = self
             .permits
             .clone()
-            .try_acquire_many_owned(domain::fanout::FANOUT as u32)
-            .map_err(|_| Busy)?;
+            .try_acquire_many_owned(requests as u32)
+            .map_err(|_| Busy::Everyone)?;
         let deadline = tokio::time::sleep_until(Instant::now() + limit);
         tokio::pin!(deadline);
         let mut in_flight = FuturesUnordered::new();

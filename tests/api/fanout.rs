@@ -271,3 +271,46 @@ async fn fan_outs_over_the_in_flight_bound_answer_503() {
     assert_eq!(second.0, 503, "{}", second.1);
     assert!(second.1["error"].is_string());
 }
+
+#[tokio::test]
+async fn one_client_cannot_take_every_fan_out() {
+    let server = work_server(hang(), 9, hang()).await;
+    let (mut config, resources) = test_config(Stack::Embedded).await;
+    config.features.fanout.work_url = format!("{}/work", server.uri());
+    config.features.fanout.max_inflight_per_client = 3;
+    let app = spawn_with(config, resources, conveyor::Role::Api).await;
+    // Another client: the same machine, another loopback address.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let (first, second, elsewhere) = tokio::join!(
+        app.get("/api/all?timeout=600"),
+        async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            app.get("/api/all?timeout=600").await
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let response = other
+                .get(app.url("/api/all?timeout=600"))
+                .send()
+                .await
+                .expect("GET");
+            response.status().as_u16()
+        }
+    );
+    assert_eq!(first.0, 504, "{}", first.1);
+    assert_eq!(second.0, 503, "{}", second.1);
+    assert!(
+        second.1["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("this client")),
+        "{}",
+        second.1
+    );
+    assert_eq!(elsewhere, 504, "another client's fan-out runs");
+    // Its share is given back: the same client runs again.
+    let (status, body) = app.get("/api/all?timeout=300").await;
+    assert_eq!(status, 504, "{body}");
+}
