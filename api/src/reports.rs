@@ -8,6 +8,8 @@ use features::reports::{Gate, Record, ReportRecord, ReportsArgs, gate, outliers,
 use poem::Request;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+use poem_openapi::types::ParseResult;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
 use crate::enqueue::{EnqueueError, enqueue, idempotency_key};
@@ -76,8 +78,8 @@ pub struct ReportWindow {
 }
 
 impl ReportWindow {
-    /// Parses both times, or names the field that is wrong.
-    pub fn parse(start: &str, end: &str) -> Result<Self, FieldError> {
+    /// Parses both times, at most `max_secs` apart, or names the field that is wrong.
+    pub fn parse(start: &str, end: &str, max_secs: i64) -> Result<Self, FieldError> {
         let time = |field: &'static str, raw: &str| {
             DateTime::parse_from_rfc3339(raw.trim())
                 .map(|t| t.with_timezone(&Utc))
@@ -96,6 +98,15 @@ impl ReportWindow {
         if end < start {
             return Err(FieldError::new("end_time", "end_time is before start_time"));
         }
+        if (end - start).num_seconds() > max_secs {
+            return Err(FieldError::new(
+                "end_time",
+                format!(
+                    "end_time is more than {max_secs} s after start_time \
+                     (REPORTS_MAX_DURATION_SECS)"
+                ),
+            ));
+        }
         Ok(ReportWindow { start, end })
     }
 
@@ -110,27 +121,81 @@ impl ReportWindow {
 #[derive(Debug, Clone, Object)]
 pub struct ReportIn {
     /// Required. The server that ran the process: 1 to 100 characters.
-    pub server_name: Option<String>,
+    pub server_name: Option<Text>,
     /// Required. Process start, RFC 3339 (`2021-05-17T10:12:33Z`; offsets and
     /// fractions allowed).
-    pub start_time: Option<String>,
-    /// Required. Process end, RFC 3339, not before `start_time`.
-    pub end_time: Option<String>,
+    pub start_time: Option<Text>,
+    /// Required. Process end, RFC 3339, not before `start_time`, at most
+    /// `REPORTS_MAX_DURATION_SECS` after it.
+    pub end_time: Option<Text>,
 }
 
-fn required<'a>(field: &'static str, value: &'a Option<String>) -> Result<&'a str, FieldError> {
-    value
-        .as_deref()
-        .ok_or_else(|| FieldError::new(field, format!("{field} is required")))
+/// A JSON string, as the document says. poem-openapi's `String` also takes a number
+/// or a boolean and turns it into text (`"server_name": 123` was stored as "123"); this
+/// keeps any other JSON value aside, so that the report is refused naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(Result<String, &'static str>);
+
+impl poem_openapi::types::Type for Text {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "string".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        self.0.as_ref().ok()
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(self.0.as_ref().ok().into_iter())
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for Text {
+    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
+        use serde_json::Value;
+        Ok(Text(match value.unwrap_or_default() {
+            Value::String(text) => Ok(text),
+            Value::Null => Err("null"),
+            Value::Bool(_) => Err("a boolean"),
+            Value::Number(_) => Err("a number"),
+            Value::Array(_) => Err("an array"),
+            Value::Object(_) => Err("an object"),
+        }))
+    }
+}
+
+impl poem_openapi::types::ToJSON for Text {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        self.0.clone().ok().map(serde_json::Value::String)
+    }
+}
+
+fn required<'a>(field: &'static str, value: &'a Option<Text>) -> Result<&'a str, FieldError> {
+    match value {
+        None => Err(FieldError::new(field, format!("{field} is required"))),
+        Some(Text(Ok(text))) => Ok(text),
+        Some(Text(Err(kind))) => Err(FieldError::new(
+            field,
+            format!("{field} must be a string, not {kind}"),
+        )),
+    }
 }
 
 impl ReportIn {
-    fn validate(&self) -> Result<ReportRecord, FieldError> {
+    fn validate(&self, max_duration_secs: i64) -> Result<ReportRecord, FieldError> {
         let name = required("server_name", &self.server_name)?;
         let start = required("start_time", &self.start_time)?;
         let end = required("end_time", &self.end_time)?;
         let name = ServerName::parse(name)?;
-        let window = ReportWindow::parse(start, end)?;
+        let window = ReportWindow::parse(start, end, max_duration_secs)?;
         Ok(ReportRecord {
             server_name: name.0,
             start_time: window.start,
@@ -346,7 +411,7 @@ impl ReportsApi {
             Ok(key) => key,
             Err(err) => return err.into(),
         };
-        match body.validate() {
+        match body.validate(self.state.reports().max_duration_secs) {
             Ok(record) => self.submit(vec![record], key, "POST /process_report").await,
             Err(fault) => SubmitAnswer::BadRequest(Json(ReportError {
                 error: fault.message,
@@ -381,7 +446,7 @@ impl ReportsApi {
         }
         let mut records = Vec::with_capacity(body.len());
         for (index, report) in body.iter().enumerate() {
-            match report.validate() {
+            match report.validate(self.state.reports().max_duration_secs) {
                 Ok(record) => records.push(record),
                 Err(fault) => {
                     return SubmitAnswer::BadRequest(Json(ReportError {

@@ -365,3 +365,39 @@ async fn a_duplicated_delivery_counts_once(stack: Stack) {
     assert_eq!(body["count"], 1);
 }
 on_both_stacks!(a_duplicated_delivery_counts_once);
+
+#[tokio::test]
+async fn fields_of_another_type_and_implausible_durations_are_refused() {
+    let app = app_with(Stack::Embedded, |_| {}).await;
+    for (field, value) in [
+        ("server_name", json!(123)),
+        ("server_name", json!(true)),
+        ("start_time", json!(1_621_245_153)),
+        ("end_time", json!(["2021-05-17T10:12:33Z"])),
+    ] {
+        let mut body = report("a", 1);
+        body[field] = value.clone();
+        let (status, answer) = app.post("/process_report", &body).await;
+        assert_eq!(status, 400, "{field}: {value}: {answer}");
+        assert!(
+            answer.to_string().contains(field),
+            "{field}: {value}: {answer}"
+        );
+    }
+    // A year and a day: the default bound is 366 days.
+    let (status, answer) = app
+        .post("/process_report", &report("a", 367 * 24 * 3600))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["field"], "end_time", "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("REPORTS_MAX_DURATION_SECS")),
+        "{answer}"
+    );
+    let (status, answer) = app
+        .post("/process_report", &report("a", 366 * 24 * 3600))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+}

@@ -45,6 +45,10 @@ pub struct ReportsConfig {
     /// Most reports in one `POST /process_reports`.
     #[arg(long, env = "REPORTS_BATCH_MAX", default_value_t = 10_000)]
     pub batch_max: usize,
+    /// Longest process a report may describe, in seconds (366 days by default): a
+    /// longer one is refused, so that one bad clock cannot skew every statistic.
+    #[arg(long, env = "REPORTS_MAX_DURATION_SECS", default_value_t = 366 * 24 * 3600)]
+    pub max_duration_secs: i64,
 }
 
 impl Default for ReportsConfig {
