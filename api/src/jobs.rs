@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use engine::store::{JobFilter, Listed, OperatorOutcome};
-use engine::{JobId, JobRecord, JobStatus, Task};
+use engine::{FailedAttempt, JobId, JobRecord, JobStatus, Task};
 use features::system::{Noop, NoopArgs};
 use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
@@ -56,6 +56,10 @@ pub struct JobView {
     pub elapsed_ms: Option<i64>,
     /// Next attempt due at, while a retry is scheduled.
     pub run_at: Option<DateTime<Utc>>,
+    /// Failed attempts, oldest first (`GET /jobs/{id}` only; absent before a first
+    /// failure). The last attempt, whatever its outcome, is `worker`, `started_at`,
+    /// `elapsed_ms` and `error` above.
+    pub attempt_log: Option<Vec<AttemptView>>,
     /// In a list (`GET /jobs`): the fields left out because they are over 2 048
     /// characters (`args`, `result`), which `GET /jobs/{id}` has; there `args` is
     /// `null`. A listed `error` over 1 024 characters is cut and ends with `…`.
@@ -80,7 +84,36 @@ impl From<JobRecord> for JobView {
             finished_at: r.finished_at,
             elapsed_ms: r.elapsed_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
             run_at: r.run_at,
+            attempt_log: (!r.attempt_log.is_empty())
+                .then(|| r.attempt_log.into_iter().map(AttemptView::from).collect()),
             omitted: None,
+        }
+    }
+}
+
+/// A failed attempt of a job.
+#[derive(Debug, Clone, Object)]
+pub struct AttemptView {
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// The worker that ran it.
+    pub worker: String,
+    /// Started at.
+    pub started_at: DateTime<Utc>,
+    /// Failed at.
+    pub finished_at: DateTime<Utc>,
+    /// Why.
+    pub error: String,
+}
+
+impl From<FailedAttempt> for AttemptView {
+    fn from(a: FailedAttempt) -> Self {
+        AttemptView {
+            attempt: a.attempt,
+            worker: a.worker,
+            started_at: a.started_at,
+            finished_at: a.finished_at,
+            error: a.error,
         }
     }
 }

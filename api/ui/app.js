@@ -560,7 +560,22 @@
         ? [h("div", { className: "label" }, "Result"), h("pre", { id: "detail-result" }, JSON.stringify(job.result, null, 2))]
         : null,
       job.error ? [h("div", { className: "label" }, "Last error"), h("pre", { className: "error" }, job.error)] : null,
+      attemptLog(job.attempt_log),
       h("div", { className: "detail-actions" }, actionButtons(job, false)),
+    ];
+  }
+
+  // Failed attempts, oldest first: number, worker, when, how long, why.
+  function attemptLog(log) {
+    if (!Array.isArray(log) || log.length === 0) return null;
+    return [
+      h("div", { className: "label" }, `Failed attempts (${log.length})`),
+      h("ol", { className: "attempts", id: "detail-attempts" }, log.map((a) =>
+        h("li", {},
+          h("div", { className: "muted" },
+            `#${a.attempt} on ${a.worker}, ${time(a.started_at)}, ` +
+            `${duration(new Date(a.finished_at) - new Date(a.started_at))}`),
+          h("pre", { className: "error" }, a.error)))),
     ];
   }
 

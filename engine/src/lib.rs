@@ -33,7 +33,7 @@ pub mod task;
 pub use ids::{JobId, TaskId};
 pub use job::{Attempt, Done, Effect, EffectError, Job, JobError, Kind, Load, NewJob};
 pub use queue::Queue;
-pub use record::{JobRecord, JobStatus};
+pub use record::{FailedAttempt, JobRecord, JobStatus};
 pub use registry::Registry;
 pub use store::JobStore;
 pub use submit::{SubmitError, submit};

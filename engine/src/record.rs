@@ -45,8 +45,26 @@ pub struct JobRecord {
     pub elapsed_ms: Option<u64>,
     /// Next attempt due at, while a retry is scheduled.
     pub run_at: Option<DateTime<Utc>>,
+    /// Its failed attempts, oldest first (the last attempt is described by `worker`,
+    /// `started_at`, `elapsed_ms` and `error` above, whatever its outcome).
+    pub attempt_log: Vec<FailedAttempt>,
     /// The task entitled to run it.
     pub task_id: TaskId,
+}
+
+/// One failed attempt of a job, as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailedAttempt {
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// The worker that ran it.
+    pub worker: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it failed.
+    pub finished_at: DateTime<Utc>,
+    /// Why.
+    pub error: String,
 }
 
 /// A stored row that is no job record (a status or id this build cannot read).
@@ -70,7 +88,14 @@ impl TryFrom<job::Model> for JobRecord {
         let count = |n: i32, what: &str| {
             u32::try_from(n).map_err(|_| corrupt(format!("{what} is negative ({n})")))
         };
+        let attempt_log = match row.attempt_log {
+            None | Some(Value::Null) => Vec::new(),
+            Some(log) => {
+                serde_json::from_value(log).map_err(|e| corrupt(format!("attempt log: {e}")))?
+            }
+        };
         Ok(JobRecord {
+            attempt_log,
             id: row.id.parse().map_err(|e| corrupt(format!("id: {e}")))?,
             task_id: row
                 .task_id

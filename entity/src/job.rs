@@ -39,6 +39,9 @@ pub struct Model {
     pub elapsed_ms: Option<i64>,
     /// When the next attempt is due, while a retry is scheduled.
     pub run_at: Option<DateTimeUtc>,
+    /// Failed attempts, oldest first: a JSON array of `{attempt, worker, started_at,
+    /// finished_at, error}`; null until the first failure.
+    pub attempt_log: Option<Json>,
     /// The queue task currently entitled to run the job. A task carrying another id
     /// (a retry superseded by a manual one) is skipped.
     pub task_id: String,

@@ -11,6 +11,7 @@ mod m20261123_000004_create_ad_counters;
 mod m20261123_000005_create_rates;
 mod m20261124_000006_index_idempotency_keys_by_age;
 mod m20261201_000007_fingerprint_idempotency_keys;
+mod m20261201_000008_attempt_log;
 
 /// All migrations, in order.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_create_rates::Migration),
             Box::new(m20261124_000006_index_idempotency_keys_by_age::Migration),
             Box::new(m20261201_000007_fingerprint_idempotency_keys::Migration),
+            Box::new(m20261201_000008_attempt_log::Migration),
         ]
     }
 }

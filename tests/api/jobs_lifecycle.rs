@@ -16,6 +16,10 @@ async fn a_job_goes_from_queued_to_succeeded(stack: Stack) {
     let app = spawn_app(stack).await;
     let id = app.enqueue_noop(json!({})).await;
     let job = app.wait_for_status(&id, "succeeded", WITHIN).await;
+    assert!(
+        job.get("attempt_log").is_none(),
+        "no failure, no log: {job}"
+    );
     assert_eq!(job["kind"], "system.noop");
     assert_eq!(job["queue"], "default");
     assert_eq!(job["attempts"], 1);
@@ -52,6 +56,26 @@ async fn a_failing_job_retries_then_dies_and_can_be_retried_by_hand(stack: Stack
     let done = app.wait_for_status(&id, "succeeded", WITHIN).await;
     assert_eq!(done["attempts"], 4);
     assert_eq!(done["error"], serde_json::Value::Null);
+
+    // Every failed attempt is kept, oldest first; the 4th is the record's own fields.
+    let log = done["attempt_log"].as_array().expect("an attempt log");
+    assert_eq!(log.len(), 3, "{done}");
+    for (i, attempt) in log.iter().enumerate() {
+        let number = i + 1;
+        assert_eq!(attempt["attempt"], number, "{attempt}");
+        assert_eq!(
+            attempt["error"],
+            format!("failing on purpose: attempt {number} of the first 3 fails")
+        );
+        assert!(attempt["worker"].as_str().is_some_and(|w| !w.is_empty()));
+        let started = attempt["started_at"].as_str().expect("started_at");
+        let finished = attempt["finished_at"].as_str().expect("finished_at");
+        let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).expect("a time");
+        assert!(parse(started) <= parse(finished), "{attempt}");
+    }
+    // A list leaves it out.
+    let (_, page) = app.get("/jobs?kind=system.noop").await;
+    assert!(page["jobs"][0].get("attempt_log").is_none(), "{page}");
 
     let (status, body) = app.post(&format!("/jobs/{id}/retry"), &json!({})).await;
     assert_eq!(status, 409, "a succeeded job cannot be retried: {body}");

@@ -266,6 +266,13 @@ class Run:
         until("the success message", lambda: find(
             self.driver, '#action-message[data-kind="ok"]:not([hidden])'), ui_wait)
         assert job_status(self.dead_id) == "succeeded"
+        # Its failed attempts stay visible in the panel, one per failure.
+        status, record = api("GET", f"/jobs/{self.dead_id}")
+        failed = len(record.get("attempt_log", []))
+        assert failed >= 1, f"no attempt log in {record}"
+        items = self.driver.find_elements(By.CSS_SELECTOR, "#job-detail #detail-attempts li")
+        assert len(items) == failed, f"the panel shows {len(items)} failed attempts of {failed}"
+        assert "failing on purpose" in items[0].text, items[0].text
 
     def the_list_shows_it_succeeded_a_few_pages_back(self):
         Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("succeeded")

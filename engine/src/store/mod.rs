@@ -35,7 +35,7 @@ use crate::config::BackendConfig;
 use crate::ids::{JobId, TaskId};
 use crate::job::Effect;
 use crate::job::{NewJob, fingerprint};
-use crate::record::{CorruptRecord, JobRecord, JobStatus};
+use crate::record::{CorruptRecord, FailedAttempt, JobRecord, JobStatus};
 use crate::task::{Envelope, Task};
 use writes::Writes;
 
@@ -264,6 +264,8 @@ impl ListRow {
             finished_at: self.finished_at,
             elapsed_ms: self.elapsed_ms,
             run_at: self.run_at,
+            // Lists leave the attempt log out; the record has it.
+            attempt_log: None,
             task_id: self.task_id,
         })?;
         Ok(Listed { record, omitted })
@@ -593,8 +595,21 @@ impl JobStore {
     ) -> Result<Failure, StoreError> {
         let dead = attempt.number >= record.max_attempts;
         let now = Utc::now();
+        // The log as read when the attempt started, plus this attempt. The update is
+        // conditional on the task still owning the job, and every failure changes
+        // the task or ends the job, so no other write can have appended meanwhile.
+        let mut log = record.attempt_log.clone();
+        log.push(FailedAttempt {
+            attempt: attempt.number,
+            worker: attempt.worker.clone(),
+            started_at: attempt.started_at,
+            finished_at: now.trunc_subsecs(6),
+            error: error.to_owned(),
+        });
+        let log = serde_json::to_value(&log)?;
         let mut update = job::Entity::update_many()
             .col_expr(job::Column::Error, Expr::value(error))
+            .col_expr(job::Column::AttemptLog, Expr::value(log))
             .col_expr(job::Column::ElapsedMs, Expr::value(millis(elapsed)))
             .col_expr(job::Column::Attempts, Expr::value(count(attempt.number)))
             .col_expr(job::Column::Worker, Expr::value(attempt.worker.clone()))
@@ -836,6 +851,7 @@ fn new_record(new: &NewJob, id: JobId, now: DateTime<Utc>) -> JobRecord {
         finished_at: None,
         elapsed_ms: None,
         run_at: None,
+        attempt_log: Vec::new(),
         task_id: TaskId::generate(),
     }
 }
@@ -861,6 +877,7 @@ fn row_of(record: &JobRecord) -> job::Model {
             .elapsed_ms
             .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
         run_at: record.run_at,
+        attempt_log: None,
         task_id: record.task_id.to_string(),
     }
 }

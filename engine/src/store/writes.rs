@@ -352,7 +352,8 @@ struct Sql {
 
 /// The columns of a record, as a read returns them.
 const COLUMNS: &str = "id, kind, queue, args, status, attempts, max_attempts, result, error, \
-    worker, idempotency_key, created_at, started_at, finished_at, elapsed_ms, run_at, task_id";
+    worker, idempotency_key, created_at, started_at, finished_at, elapsed_ms, run_at, \
+    attempt_log, task_id";
 
 /// The statuses `allowed` admits, as a SQL list of literals (they are constants).
 fn sql_list(allowed: fn(JobStatus) -> bool) -> String {
