@@ -34,9 +34,9 @@ PG_DATA = os.environ["PG_DATA"]
 PG_USER = os.environ.get("PG_RUN_AS", "")  # "" = run pg_ctl as ourselves
 REPORT = os.environ.get("FAULTS_REPORT", "target/faults-report.md")
 LOAD_SECONDS = float(os.environ.get("FAULTS_LOAD_SECONDS", "24"))
-RATE = float(os.environ.get("FAULTS_RATE", "40"))  # requests/s, all load threads together
-THREADS = int(os.environ.get("FAULTS_THREADS", "6"))
-MAX_REQUESTS = int(os.environ.get("FAULTS_MAX_REQUESTS", "3000"))  # per scenario
+RATE = float(os.environ.get("FAULTS_RATE", "1000"))  # requests/s, all load threads together
+THREADS = int(os.environ.get("FAULTS_THREADS", "32"))
+MAX_REQUESTS = int(os.environ.get("FAULTS_MAX_REQUESTS", "30000"))  # per scenario
 SETTLE_SECONDS = float(os.environ.get("FAULTS_SETTLE_SECONDS", "60"))
 SCENARIOS = os.environ.get("FAULTS_SCENARIOS", "1,2,3,4,5").split(",")
 OUTAGE_SECONDS = float(os.environ.get("FAULTS_OUTAGE_SECONDS", "3"))  # Redis / Postgres down time

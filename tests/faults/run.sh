@@ -41,8 +41,8 @@
 #
 # Settings (environment): CONVEYOR_BIN (default: target/release/conveyor, built with
 # `cargo build --release --bin conveyor` unless FAULTS_NO_BUILD=1), FAULTS_SCENARIOS,
-# FAULTS_LOAD_SECONDS (24), FAULTS_RATE (40 req/s), FAULTS_THREADS (6),
-# FAULTS_MAX_REQUESTS (3000 per scenario), FAULTS_SETTLE_SECONDS (60),
+# FAULTS_LOAD_SECONDS (24), FAULTS_RATE (1000 req/s), FAULTS_THREADS (32),
+# FAULTS_MAX_REQUESTS (30000 per scenario), FAULTS_SETTLE_SECONDS (60),
 # FAULTS_OUTAGE_SECONDS (3: how long Redis / Postgres stay down; 8 makes every
 # in-flight job's recording fail, which reproduces the lost-redelivery defect at once),
 # FAULTS_REPORT (target/faults-report.md). Needs redis-server, Postgres server binaries
