@@ -439,6 +439,22 @@ impl JobsApi {
     pub fn new(state: AppState) -> Self {
         JobsApi { state }
     }
+
+    /// The kinds a `kind` filter names: itself (a kind this build may not run still
+    /// has records), and every kind of the build whose name contains it, ignoring
+    /// case. An `IN` over names keeps the query on the (kind, id) index.
+    fn kinds_matching(&self, wanted: &str) -> Vec<String> {
+        let needle = wanted.to_lowercase();
+        let mut kinds = vec![wanted.to_owned()];
+        kinds.extend(
+            self.state
+                .kinds
+                .iter()
+                .filter(|name| name.to_lowercase().contains(&needle) && **name != wanted)
+                .map(|name| (*name).to_owned()),
+        );
+        kinds
+    }
 }
 
 fn unavailable(err: impl std::fmt::Display) -> Json<ErrorBody> {
@@ -487,7 +503,11 @@ impl JobsApi {
     async fn list_jobs(
         &self,
         status: Query<Option<StatusParam>>,
+        /// A kind's name (`system.noop`), or part of one (`noop`, `math.`): the jobs of
+        /// every kind of this build whose name contains it, ignoring case.
         kind: Query<Option<String>>,
+        /// Only the jobs of this queue (`default`, `math`, …).
+        queue: Query<Option<String>>,
         limit: Query<Option<u64>>,
         before: Query<Option<String>>,
     ) -> PageAnswer {
@@ -510,8 +530,11 @@ impl JobsApi {
             }
         };
         // NUL, which Postgres text refuses (the query would fail as if the database
-        // were down), is in no kind: such a filter matches nothing.
-        if kind.0.as_deref().is_some_and(|k| k.contains('\0')) {
+        // were down), is in no kind or queue: such a filter matches nothing.
+        if [&kind.0, &queue.0]
+            .iter()
+            .any(|f| f.as_deref().is_some_and(|f| f.contains('\0')))
+        {
             return PageAnswer::Ok(Json(JobPage {
                 jobs: Vec::new(),
                 next_before: None,
@@ -519,9 +542,16 @@ impl JobsApi {
         }
         let filter = JobFilter {
             status: status.0.map(Into::into),
-            kind: kind.0,
+            // An empty filter filters nothing.
+            kinds: kind
+                .0
+                .filter(|k| !k.is_empty())
+                .map(|k| self.kinds_matching(&k))
+                .unwrap_or_default(),
+            queue: queue.0.filter(|q| !q.is_empty()),
             before,
             limit,
+            ..JobFilter::default()
         };
         match self.state.store.list(&filter).await {
             Ok(jobs) => {

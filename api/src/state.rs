@@ -20,6 +20,8 @@ pub struct AppState {
     pub queue: Queue,
     /// Every logical queue of the build's job kinds, for `/queues` and `/metrics`.
     pub queues: Vec<&'static str>,
+    /// Every job kind of the build, by name, for the `kind` filter of `GET /jobs`.
+    pub kinds: Vec<&'static str>,
     /// Process metrics.
     pub metrics: Metrics,
     /// Api settings.

@@ -15,7 +15,7 @@
 
   const view = {
     samples: [], // {t, total, byQueue} per successful /queues poll
-    filter: { status: "", kind: "", limit: 20 },
+    filter: { status: "", queue: "", kind: "", limit: 20 },
     cursors: [null], // `before` of each page visited; the last one is shown
     nextBefore: null,
     selected: null, // id of the job in the detail panel
@@ -214,6 +214,7 @@
       showError("queues-error", "");
       record(queues.data);
       renderQueues(queues.data);
+      queueOptions(queues.data.map((q) => q.queue));
     } else {
       live.dataset.state = "down";
       live.textContent = queues.status === 0 ? "offline" : `degraded (${queues.status})`;
@@ -277,7 +278,7 @@
       const n = q[field] || 0;
       const button = h("button", {
         type: "button", className: "count", title: `show ${field} jobs`,
-        onclick: () => filterBy(field),
+        onclick: () => filterBy(field, q.queue),
       }, number(n));
       return h("td", { className: n ? "num" : "num zero", "data-field": field }, button);
     };
@@ -410,12 +411,28 @@
       ` ${job.kind} · since ${time(job.started_at)}`);
   }
 
-  function filterBy(status) {
+  function filterBy(status, queue) {
     $("filter-status").value = status;
     view.filter.status = status;
+    queueOptions([queue]);
+    $("filter-queue").value = queue;
+    view.filter.queue = queue;
     resetPages();
     location.hash = "#jobs";
     refresh();
+  }
+
+  // The queue filter offers every queue seen, added once (rebuilding the select on
+  // each poll would lose its focus).
+  function queueOptions(names) {
+    const select = $("filter-queue");
+    const known = new Set([...select.options].map((o) => o.value));
+    for (const name of names) {
+      if (name && !known.has(name)) {
+        select.append(h("option", { value: name }, name));
+        known.add(name);
+      }
+    }
   }
 
   // ---------------------------------------------------------------- jobs
@@ -443,7 +460,7 @@
   function renderJobs(jobs) {
     const rows = jobs.map((job) =>
       h("tr", {
-        "data-job-id": job.id, "data-status": job.status,
+        "data-job-id": job.id, "data-status": job.status, "data-queue": job.queue,
         className: job.id === view.selected ? "selected" : null,
         onclick: () => select(job.id),
       },
@@ -764,6 +781,11 @@
 
     $("filter-status").addEventListener("change", (e) => {
       view.filter.status = e.target.value;
+      resetPages();
+      refresh();
+    });
+    $("filter-queue").addEventListener("change", (e) => {
+      view.filter.queue = e.target.value;
       resetPages();
       refresh();
     });

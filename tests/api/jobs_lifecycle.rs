@@ -383,6 +383,45 @@ async fn a_list_leaves_out_large_values_and_cuts_long_errors(stack: Stack) {
 }
 on_both_stacks!(a_list_leaves_out_large_values_and_cuts_long_errors);
 
+async fn jobs_are_found_by_queue_and_by_part_of_their_kind(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let noop = app.enqueue_noop(json!({})).await;
+    let (status, body) = app
+        .post("/jobs/math", &json!({ "algo": "fibonacci", "n": 30 }))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let math = body["job_id"].as_str().expect("job_id").to_owned();
+    for id in [&noop, &math] {
+        app.wait_for_status(id, "succeeded", WITHIN).await;
+    }
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    for (query, expected) in [
+        ("kind=noop", vec![noop.clone()]),
+        ("kind=NOOP", vec![noop.clone()]),
+        ("kind=system.noop", vec![noop.clone()]),
+        ("kind=math.", vec![math.clone()]),
+        ("kind=fibo", vec![math.clone()]),
+        ("queue=math", vec![math.clone()]),
+        ("queue=default", vec![noop.clone()]),
+        ("queue=default&kind=math", vec![]),
+        ("kind=&queue=", vec![math.clone(), noop.clone()]),
+        ("kind=nothing.like.it", vec![]),
+        ("queue=nowhere", vec![]),
+    ] {
+        let (status, page) = app.get(&format!("/jobs?{query}")).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        assert_eq!(ids(&page), expected, "{query}");
+    }
+}
+on_both_stacks!(jobs_are_found_by_queue_and_by_part_of_their_kind);
+
 async fn queues_count_jobs_by_status_and_name_live_workers(stack: Stack) {
     let app = spawn_app(stack).await;
     let ok = app.enqueue_noop(json!({})).await;

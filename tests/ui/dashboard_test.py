@@ -235,6 +235,22 @@ class Run:
         assert find(self.driver, f'{row} button[data-action="cancel"]') is None, \
             "a dead job cannot be cancelled, yet a Cancel button is shown"
 
+    def a_queue_count_lists_that_queues_jobs_only(self):
+        click(self.driver, '#queues-body tr[data-queue="rates"] td[data-field="succeeded"] button',
+              "the rates queue's succeeded count")
+        until("the rates jobs", lambda: find(
+            self.driver, '#jobs-body tr[data-queue="rates"][data-status="succeeded"]'), ui_wait)
+        rows = self.driver.find_elements(By.CSS_SELECTOR, "#jobs-body tr[data-job-id]")
+        others = [r.get_attribute("data-queue") for r in rows if r.get_attribute("data-queue") != "rates"]
+        assert not others, f"jobs of other queues listed: {others}"
+        selected = Select(self.driver.find_element(By.ID, "filter-queue")).first_selected_option
+        assert selected.get_attribute("value") == "rates", "the queue filter does not say rates"
+        # Back to every queue's dead jobs for the next steps.
+        Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("")
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("dead")
+        until("the dead job again", lambda: find(
+            self.driver, f'#jobs-body tr[data-job-id="{self.dead_id}"]'), ui_wait)
+
     def a_retry_without_the_token_shows_the_servers_message(self):
         if not self.token_enforced:
             return "skipped: the server does not ask for ADMIN_TOKEN"
@@ -380,6 +396,8 @@ def main():
                   run.the_page_opens_and_the_overview_shows_the_default_queue)
         run.check("the dead job is listed under the dead filter with a Retry button",
                   run.the_dead_job_is_listed_under_the_dead_filter)
+        run.check("a queue's count lists that queue's jobs only",
+                  run.a_queue_count_lists_that_queues_jobs_only)
         run.check("a retry without the admin token shows the server's message",
                   run.a_retry_without_the_token_shows_the_servers_message)
         run.check("a retry with the admin token runs the job; the page shows it succeeded",

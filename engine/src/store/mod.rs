@@ -279,6 +279,10 @@ pub struct JobFilter {
     pub status: Option<JobStatus>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only these kinds (any of them; empty: no such filter).
+    pub kinds: Vec<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
     /// Only ids below this one (the previous page's last id).
     pub before: Option<JobId>,
     /// Page size.
@@ -498,6 +502,12 @@ impl JobStore {
         }
         if let Some(kind) = &filter.kind {
             query = query.filter(job::Column::Kind.eq(kind.clone()));
+        }
+        if !filter.kinds.is_empty() {
+            query = query.filter(job::Column::Kind.is_in(filter.kinds.clone()));
+        }
+        if let Some(queue) = &filter.queue {
+            query = query.filter(job::Column::Queue.eq(queue.clone()));
         }
         if let Some(before) = filter.before {
             query = query.filter(job::Column::Id.lt(before.to_string()));
