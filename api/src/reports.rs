@@ -528,40 +528,55 @@ impl ReportsApi {
 mod tests {
     use super::*;
 
+    /// The default bound, 366 days.
+    const YEAR: i64 = 366 * 24 * 3600;
+
+    fn window(start: &str, end: &str) -> Result<ReportWindow, FieldError> {
+        ReportWindow::parse(start, end, YEAR)
+    }
+
     #[test]
     fn the_readmes_example_lasts_660_seconds() {
-        let w = ReportWindow::parse("2021-05-17T10:12:33Z", "2021-05-17T10:23:33Z").expect("valid");
+        let w = window("2021-05-17T10:12:33Z", "2021-05-17T10:23:33Z").expect("valid");
         assert_eq!(w.duration_secs(), 660);
     }
 
     #[test]
     fn durations_truncate_toward_zero_and_offsets_count() {
-        let w = ReportWindow::parse("2021-05-17T10:00:00.900Z", "2021-05-17T10:00:02.100Z")
-            .expect("valid");
+        let w = window("2021-05-17T10:00:00.900Z", "2021-05-17T10:00:02.100Z").expect("valid");
         assert_eq!(w.duration_secs(), 1);
-        let w = ReportWindow::parse("2021-05-17T12:00:00+02:00", "2021-05-17T10:00:05Z")
-            .expect("valid");
+        let w = window("2021-05-17T12:00:00+02:00", "2021-05-17T10:00:05Z").expect("valid");
         assert_eq!(w.duration_secs(), 5);
     }
 
     #[test]
     fn bad_windows_name_their_field() {
         assert_eq!(
-            ReportWindow::parse("yesterday", "2021-05-17T10:00:00Z")
+            window("yesterday", "2021-05-17T10:00:00Z")
                 .unwrap_err()
                 .field,
             "start_time"
         );
         assert_eq!(
-            ReportWindow::parse("2021-05-17T10:00:00Z", "")
-                .unwrap_err()
-                .field,
+            window("2021-05-17T10:00:00Z", "").unwrap_err().field,
             "end_time"
         );
-        let fault =
-            ReportWindow::parse("2021-05-17T10:00:01Z", "2021-05-17T10:00:00Z").unwrap_err();
+        let fault = window("2021-05-17T10:00:01Z", "2021-05-17T10:00:00Z").unwrap_err();
         assert_eq!(fault.field, "end_time");
         assert!(fault.message.contains("before"));
+    }
+
+    #[test]
+    fn a_window_longer_than_the_bound_is_refused_naming_end_time() {
+        let at_most = ReportWindow::parse("2021-05-17T10:00:00Z", "2021-05-17T10:01:00Z", 60);
+        assert_eq!(at_most.expect("60 s is within 60 s").duration_secs(), 60);
+        let fault =
+            ReportWindow::parse("2021-05-17T10:00:00Z", "2021-05-17T10:01:01Z", 60).unwrap_err();
+        assert_eq!(fault.field, "end_time");
+        assert!(
+            fault.message.contains("REPORTS_MAX_DURATION_SECS"),
+            "{fault}"
+        );
     }
 
     #[test]
