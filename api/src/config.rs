@@ -12,9 +12,9 @@ pub struct ApiConfig {
     #[arg(long, env = "JOBS_PAGE_MAX", default_value_t = 500)]
     pub jobs_page_max: u64,
     /// Bearer token of the mutating operator routes (`DELETE /jobs/{id}`,
-    /// `POST /jobs/{id}/retry`, `POST /rates/refresh`) and of the test kind's
-    /// `POST /jobs/noop`: when set, they answer 401
-    /// without `Authorization: Bearer <token>`. Unset or empty: open. Never logged.
+    /// `POST /jobs/{id}/retry`, `POST /jobs/bulk`, `POST /rates/refresh`) and of the
+    /// test kind's `POST /jobs/noop`: when set, they answer 401 without
+    /// `Authorization: Bearer <token>`. Unset or empty: open. Never logged.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
     /// Largest request body in bytes; a larger one is answered 413. The default, 4 MiB,

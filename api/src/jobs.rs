@@ -428,6 +428,84 @@ pub struct NoopRequest {
     pub fail_times: u32,
 }
 
+/// What `POST /jobs/bulk` does to the jobs it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum BulkAction {
+    /// Retry every `dead` job, with a fresh budget of attempts.
+    Retry,
+    /// Cancel every `queued` job.
+    Cancel,
+}
+
+/// Body of `POST /jobs/bulk`: an action over the jobs of a queue and/or kind.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// `retry` (the `dead` jobs) or `cancel` (the `queued` ones).
+    pub action: BulkAction,
+    /// Only the jobs of this queue.
+    pub queue: Option<String>,
+    /// Only the jobs of kinds whose name contains this, ignoring case (as `GET /jobs`).
+    pub kind: Option<String>,
+    /// Most jobs acted on by this call (newest first); call again while `more`.
+    #[oai(
+        default = "bulk_limit_default",
+        validator(minimum(value = "1"), maximum(value = "1000"))
+    )]
+    pub limit: u64,
+}
+
+fn bulk_limit_default() -> u64 {
+    1_000
+}
+
+/// What a bulk action did.
+#[derive(Debug, Clone, Object)]
+pub struct BulkDone {
+    /// The action.
+    pub action: BulkAction,
+    /// Jobs that matched (at most `limit`).
+    pub matched: u64,
+    /// Of those, jobs acted on; the others changed meanwhile (another operator, a
+    /// worker) and were left as they are.
+    pub done: u64,
+    /// `limit` jobs matched: there may be more; the same call acts on them.
+    pub more: bool,
+}
+
+/// Answers of `POST /jobs/bulk`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "bulk_bad_request")]
+pub enum BulkAnswer {
+    /// Done.
+    #[oai(status = 200)]
+    Done(Json<BulkDone>),
+    /// Malformed body.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `ADMIN_TOKEN` is set and the request does not carry it as a bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// The database or the queue is unavailable; what `done` would have counted may
+    /// be partly done (the same call finishes it).
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn bulk_bad_request(err: poem::Error) -> BulkAnswer {
+    if wrong_media_type(&err) {
+        return BulkAnswer::UnsupportedMediaType(Json(ErrorBody::new(
+            "unsupported_media_type",
+            UNSUPPORTED_MEDIA_TYPE,
+        )));
+    }
+    BulkAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
+}
+
 /// The job routes.
 #[derive(Debug, Clone)]
 pub struct JobsApi {
@@ -637,6 +715,80 @@ impl JobsApi {
                 ),
             ))),
         }
+    }
+
+    /// Retries every `dead` job, or cancels every `queued` one, of a queue and/or
+    /// kind: at most `limit` per call, newest first. Repeating the call is safe: a
+    /// retried job is no longer dead, a cancelled one no longer queued. Needs
+    /// `Authorization: Bearer <ADMIN_TOKEN>` when `ADMIN_TOKEN` is set.
+    #[oai(path = "/jobs/bulk", method = "post")]
+    async fn bulk(&self, req: &Request, body: Json<BulkRequest>) -> BulkAnswer {
+        if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
+            return BulkAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
+        let nul = |f: &Option<String>| f.as_deref().is_some_and(|f| f.contains('\0'));
+        let matched = if nul(&body.queue) || nul(&body.kind) {
+            Vec::new()
+        } else {
+            let filter = JobFilter {
+                status: Some(match body.action {
+                    BulkAction::Retry => JobStatus::Dead,
+                    BulkAction::Cancel => JobStatus::Queued,
+                }),
+                kinds: body
+                    .kind
+                    .as_deref()
+                    .filter(|k| !k.is_empty())
+                    .map(|k| self.kinds_matching(k))
+                    .unwrap_or_default(),
+                queue: body.queue.clone().filter(|q| !q.is_empty()),
+                limit: body.limit,
+                ..JobFilter::default()
+            };
+            match self.state.store.list(&filter).await {
+                Ok(jobs) => jobs,
+                Err(err) => return BulkAnswer::Unavailable(unavailable(err)),
+            }
+        };
+        let mut done = 0;
+        for listed in &matched {
+            let id = listed.record.id;
+            let outcome = match body.action {
+                BulkAction::Retry => {
+                    let extra = self.state.delivery.max_attempts;
+                    self.state.store.retry_by_hand(id, extra).await
+                }
+                BulkAction::Cancel => self.state.store.cancel(id).await,
+            };
+            match outcome {
+                Ok(OperatorOutcome::Done(job)) => {
+                    if body.action == BulkAction::Retry
+                        && let Err(err) = self
+                            .state
+                            .queue
+                            .push(&Task::of(&job), std::time::Duration::ZERO)
+                            .await
+                    {
+                        return BulkAnswer::Unavailable(Json(ErrorBody::new(
+                            "unavailable",
+                            format!(
+                                "queue unavailable: {err}; {done} jobs retried, the last one \
+                                 queued for the scheduler's sweep to push"
+                            ),
+                        )));
+                    }
+                    done += 1;
+                }
+                Ok(OperatorOutcome::NotFound | OperatorOutcome::Conflict(_)) => {}
+                Err(err) => return BulkAnswer::Unavailable(unavailable(err)),
+            }
+        }
+        BulkAnswer::Done(Json(BulkDone {
+            action: body.action,
+            matched: matched.len() as u64,
+            done,
+            more: matched.len() as u64 == body.limit,
+        }))
     }
 
     /// Per queue: job records by status, tasks waiting, workers alive.

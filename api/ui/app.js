@@ -414,11 +414,52 @@
   function filterBy(status, queue) {
     $("filter-status").value = status;
     view.filter.status = status;
+    renderBulk();
     queueOptions([queue]);
     $("filter-queue").value = queue;
     view.filter.queue = queue;
     resetPages();
     location.hash = "#jobs";
+    refresh();
+  }
+
+  // The bulk button acts on what the filters show: every dead job (retry) or every
+  // queued one (cancel) of the chosen queue and kind, after a confirmation naming them.
+  const BULK = { dead: ["retry", "Retry all dead"], queued: ["cancel", "Cancel all queued"] };
+
+  function renderBulk() {
+    const button = $("bulk-action");
+    const bulk = BULK[view.filter.status];
+    button.hidden = !bulk;
+    if (bulk) button.textContent = bulk[1];
+  }
+
+  async function bulkAction() {
+    const bulk = BULK[view.filter.status];
+    if (!bulk) return;
+    const [action] = bulk;
+    const scope = [
+      view.filter.queue ? `queue ${view.filter.queue}` : "every queue",
+      view.filter.kind ? `kinds matching "${view.filter.kind}"` : "every kind",
+    ].join(", ");
+    const verb = action === "retry" ? "Retry every dead job" : "Cancel every queued job";
+    if (!window.confirm(`${verb} of ${scope}?`)) return;
+    let done = 0;
+    // Each call acts on at most 1000 jobs; repeat while there are more (bounded).
+    for (let calls = 0; calls < 20; calls++) {
+      const answer = await call("POST", "/jobs/bulk", {
+        action, queue: view.filter.queue || undefined, kind: view.filter.kind || undefined,
+      });
+      if (!answer.ok) {
+        flash(`${verb} failed after ${done} (${answer.status || "network"}): ${answer.message}`, "error");
+        refresh();
+        return;
+      }
+      done += answer.data.done;
+      if (!answer.data.more) break;
+    }
+    flash(`${done} job${done === 1 ? "" : "s"} ${action === "retry" ? "enqueued again" : "cancelled"}.`, "ok");
+    resetPages();
     refresh();
   }
 
@@ -781,9 +822,11 @@
 
     $("filter-status").addEventListener("change", (e) => {
       view.filter.status = e.target.value;
+      renderBulk();
       resetPages();
       refresh();
     });
+    $("bulk-action").addEventListener("click", bulkAction);
     $("filter-queue").addEventListener("change", (e) => {
       view.filter.queue = e.target.value;
       resetPages();

@@ -422,6 +422,78 @@ async fn jobs_are_found_by_queue_and_by_part_of_their_kind(stack: Stack) {
 }
 on_both_stacks!(jobs_are_found_by_queue_and_by_part_of_their_kind);
 
+async fn dead_jobs_are_retried_and_queued_ones_cancelled_in_bulk(stack: Stack) {
+    let app = spawn_app(stack).await;
+    // max_attempts is 3 in tests: failing 3 times makes them dead; a 4th attempt passes.
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        dead.push(app.enqueue_noop(json!({ "fail_times": 3 })).await);
+    }
+    for id in &dead {
+        app.wait_for_status(id, "dead", WITHIN).await;
+    }
+    let retry = json!({ "action": "retry", "kind": "noop", "limit": 2 });
+    let (status, body) = app.post("/jobs/bulk", &retry).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({ "action": "retry", "matched": 2, "done": 2, "more": true })
+    );
+    let (_, body) = app.post("/jobs/bulk", &retry).await;
+    assert_eq!(
+        body,
+        json!({ "action": "retry", "matched": 1, "done": 1, "more": false })
+    );
+    for id in &dead {
+        let job = app.wait_for_status(id, "succeeded", WITHIN).await;
+        assert_eq!(job["attempts"], 4, "{job}");
+    }
+    // Nothing is dead any more: a repeat does nothing.
+    let (_, body) = app.post("/jobs/bulk", &retry).await;
+    assert_eq!(
+        body,
+        json!({ "action": "retry", "matched": 0, "done": 0, "more": false })
+    );
+    // Another queue's or kind's dead jobs are not touched.
+    let (_, body) = app
+        .post("/jobs/bulk", &json!({ "action": "retry", "queue": "math" }))
+        .await;
+    assert_eq!(body["matched"], 0, "{body}");
+
+    let (status, body) = app
+        .post("/jobs/bulk", &json!({ "action": "explode" }))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = app
+        .post("/jobs/bulk", &json!({ "action": "retry", "limit": 1001 }))
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+on_both_stacks!(dead_jobs_are_retried_and_queued_ones_cancelled_in_bulk);
+
+#[tokio::test]
+async fn queued_jobs_are_cancelled_in_bulk() {
+    // The api alone: nothing takes the jobs, so they stay queued.
+    let (config, resources) = test_config(Stack::Embedded).await;
+    let app = crate::helpers::spawn_with(config, resources, conveyor::Role::Api).await;
+    let mut queued = Vec::new();
+    for _ in 0..3 {
+        queued.push(app.enqueue_noop(json!({})).await);
+    }
+    let cancel = json!({ "action": "cancel", "queue": "default" });
+    let (status, body) = app.post("/jobs/bulk", &cancel).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({ "action": "cancel", "matched": 3, "done": 3, "more": false })
+    );
+    for id in &queued {
+        assert_eq!(app.job(id).await["status"], "cancelled");
+    }
+    let (_, body) = app.post("/jobs/bulk", &cancel).await;
+    assert_eq!(body["matched"], 0, "{body}");
+}
+
 async fn queues_count_jobs_by_status_and_name_live_workers(stack: Stack) {
     let app = spawn_app(stack).await;
     let ok = app.enqueue_noop(json!({})).await;

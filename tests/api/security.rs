@@ -53,6 +53,7 @@ async fn operator_routes_need_the_admin_token_when_it_is_set() {
         (reqwest::Method::DELETE, format!("/jobs/{dead}")),
         (reqwest::Method::POST, "/rates/refresh".to_owned()),
         (reqwest::Method::POST, "/jobs/noop".to_owned()),
+        (reqwest::Method::POST, "/jobs/bulk".to_owned()),
     ];
     let jobs_before = app.get("/jobs").await.1["jobs"].as_array().map(Vec::len);
     for (method, path) in &routes {
@@ -63,9 +64,11 @@ async fn operator_routes_need_the_admin_token_when_it_is_set() {
             Some(format!("Basic {TOKEN}")),
         ] {
             let mut request = app.client.request(method.clone(), app.url(path));
+            // A well-formed request: only the token is missing.
             if path == "/jobs/noop" {
-                // A well-formed request: only the token is missing.
                 request = request.json(&json!({}));
+            } else if path == "/jobs/bulk" {
+                request = request.json(&json!({ "action": "retry" }));
             }
             if let Some(value) = &authorization {
                 request = request.header("Authorization", value);
@@ -128,6 +131,7 @@ async fn operator_routes_are_open_without_a_token_and_document_401() {
         ("/jobs/{id}/retry", "post"),
         ("/rates/refresh", "post"),
         ("/jobs/noop", "post"),
+        ("/jobs/bulk", "post"),
     ] {
         let answer = &doc["paths"][path][method]["responses"]["401"];
         assert!(answer.is_object(), "{method} {path} must document 401");

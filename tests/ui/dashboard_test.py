@@ -324,6 +324,28 @@ class Run:
         until("the overview again", lambda: find(
             self.driver, '#queues-body tr[data-queue="default"]'), ui_wait)
 
+    def dead_jobs_are_retried_in_bulk(self):
+        # Three more dead jobs (2 attempts each); a retry's fresh budget lets them pass.
+        ids = [enqueue_noop({"fail_times": 2}) for _ in range(3)]
+        for job_id in ids:
+            until(f"job {job_id} to be dead", lambda: job_status(job_id) == "dead", 30)
+        Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("default")
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("dead")
+        button = until("the bulk button", lambda: find(self.driver, "#bulk-action:not([hidden])"),
+                       ui_wait)
+        assert button.text == "Retry all dead", f"the bulk button says {button.text!r}"
+        button.click()
+        alert = self.driver.switch_to.alert
+        assert "every dead job of queue default" in alert.text, alert.text
+        alert.accept()
+        message = until("the bulk result", lambda: find(
+            self.driver, '#action-message[data-kind="ok"]:not([hidden])'), ui_wait)
+        assert "3 jobs enqueued again" in message.text, message.text
+        for job_id in ids:
+            until(f"job {job_id} to succeed", lambda: job_status(job_id) == "succeeded", 30)
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
+        Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("")
+
     def schedules_and_features_render(self):
         until("the rates timetable, off", lambda: find(
             self.driver, '#schedules-body tr[data-schedule="rates.ingest"] .badge[data-status="off"]'),
@@ -404,6 +426,8 @@ def main():
                   run.a_retry_with_the_token_runs_the_job_to_success)
         run.check("the list shows it succeeded, following Older pages",
                   run.the_list_shows_it_succeeded_a_few_pages_back)
+        run.check("dead jobs are retried in bulk, after a confirmation",
+                  run.dead_jobs_are_retried_in_bulk)
         run.check("schedules and features render, errors as messages",
                   run.schedules_and_features_render)
         run.check("the page logs no script error", run.the_page_logs_no_script_error)
