@@ -338,9 +338,12 @@ class Run:
         alert = self.driver.switch_to.alert
         assert "every dead job of queue default" in alert.text, alert.text
         alert.accept()
-        message = until("the bulk result", lambda: find(
-            self.driver, '#action-message[data-kind="ok"]:not([hidden])'), ui_wait)
-        assert "3 jobs enqueued again" in message.text, message.text
+        # The previous step's "ok" message may still show: wait for this action's own.
+        message = until("the bulk result", lambda: (
+            lambda e: e if e and "enqueued again" in e.text else None)(find(
+                self.driver, '#action-message[data-kind="ok"]:not([hidden])')), ui_wait)
+        text = message.text
+        assert "3 jobs enqueued again" in text, text
         for job_id in ids:
             until(f"job {job_id} to succeed", lambda: job_status(job_id) == "succeeded", 30)
         Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
