@@ -34,7 +34,7 @@ const REQUIRED: [&str; 5] = [
 
 /// Longest username or SDK version counted: the counters' key column holds 255
 /// characters (a longer key would fail every attempt of its job on Postgres).
-const MAX_KEY_CHARS: usize = 255;
+pub(crate) const MAX_KEY_CHARS: usize = 255;
 
 /// `{"success": ..., "message": ...}`.
 #[derive(Debug, Clone, Object)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use poem::error::ReadBodyError;
 use poem::http::header::{ALLOW, TRANSFER_ENCODING};
 use poem::http::{Method, StatusCode};
+use poem::web::Html;
 use poem::web::headers::{self, HeaderMapExt};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
 use poem_openapi::OpenApiService;
@@ -39,10 +40,19 @@ pub fn app(state: AppState) -> impl Endpoint {
         env!("CARGO_PKG_VERSION"),
     )
     .description("Job queues, workers and a scheduler behind one HTTP API.");
-    let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
-    let document: serde_json::Value =
-        serde_json::from_str(&api.spec()).expect("poem-openapi writes its document as JSON");
+    let generated = api.spec();
+    let document = crate::contract::declare(
+        serde_json::from_str(&generated).expect("poem-openapi writes its document as JSON"),
+        &crate::contract::Bounds::of(&state),
+    );
+    let spec = serde_json::to_string_pretty(&document).expect("a JSON value serialises");
+    // Swagger UI embeds the document it shows: the declared one, not the generated one.
+    let docs_html = api.swagger_ui_html();
+    assert!(
+        docs_html.contains(&generated),
+        "Swagger UI embeds the generated document"
+    );
+    let docs_html = docs_html.replacen(&generated, &spec, 1);
     let allowed = Arc::new(AllowedMethods::new(
         &document,
         &[
@@ -56,8 +66,18 @@ pub fn app(state: AppState) -> impl Endpoint {
     let metrics = state.metrics.clone();
     let max_body = state.config.max_body_bytes;
     Route::new()
-        .nest("/docs", docs)
-        .at("/openapi.json", poem::get(spec))
+        .nest(
+            "/docs",
+            poem::get(poem::endpoint::make_sync(move |_| Html(docs_html.clone()))),
+        )
+        .at(
+            "/openapi.json",
+            poem::get(poem::endpoint::make_sync(move |_| {
+                Response::builder()
+                    .content_type("application/json")
+                    .body(spec.clone())
+            })),
+        )
         .nest("/", api)
         .nest("/ui", crate::ui::routes())
         .around(move |ep, req| async move {

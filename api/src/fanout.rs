@@ -2,6 +2,7 @@
 //! unreliable upstream work server under a deadline. Latency-bound, so no queue: the
 //! route drives a `domain::fanout` machine over reqwest calls and timers.
 
+use std::num::IntErrorKind;
 use std::time::Duration;
 
 use domain::fanout::{Answer, Policy};
@@ -114,8 +115,8 @@ fn one_bad_request(err: poem::Error) -> OneAnswer {
     OneAnswer::BadRequest(error(err.to_string()))
 }
 
-/// What the fan-out routes share: one pooled client and the in-flight bound.
 /// Why a fan-out could not run.
+#[derive(Debug)]
 enum Refusal {
     BadTimeout(String),
     Busy(Busy),
@@ -134,7 +135,13 @@ fn deadline(raw: Option<&str>, optional: bool, max_ms: u64) -> Result<Duration, 
             ))
         };
     };
-    match raw.trim().parse::<i128>() {
+    // An integer too large for i128 is still a positive number of milliseconds.
+    let parsed = match raw.trim().parse::<i128>() {
+        Err(err) if *err.kind() == IntErrorKind::PosOverflow => Ok(i128::MAX),
+        Err(err) if *err.kind() == IntErrorKind::NegOverflow => Ok(i128::MIN),
+        parsed => parsed,
+    };
+    match parsed {
         Ok(ms) if ms > 0 => Ok(Duration::from_millis(
             u64::try_from(ms).unwrap_or(u64::MAX).min(max_ms),
         )),
@@ -256,5 +263,34 @@ impl FanoutApi {
             hedge_after: Duration::from_millis(self.fanouts.config().hedge_ms),
         };
         self.one(req, policy, timeout.0.as_deref(), true).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(raw: &str) -> String {
+        match deadline(Some(raw), false, 1_000) {
+            Err(Refusal::BadTimeout(message)) => message,
+            other => panic!("{raw:?} was not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_positive_integer_is_a_timeout_capped_at_the_maximum() {
+        let ok = |raw| deadline(Some(raw), false, 1_000).map_err(|_| raw);
+        assert_eq!(ok("250").unwrap(), Duration::from_millis(250));
+        assert_eq!(ok("5000").unwrap(), Duration::from_millis(1_000));
+        // Beyond i128, as the document's unbounded integer allows.
+        assert_eq!(ok(&"9".repeat(60)).unwrap(), Duration::from_millis(1_000));
+        assert!(refused("0").contains("positive"));
+        assert!(refused(&format!("-{}", "9".repeat(60))).contains("positive"));
+        assert!(refused("1.5").contains("integer"));
+        assert!(deadline(None, false, 1_000).is_err());
+        assert_eq!(
+            deadline(None, true, 1_000).unwrap(),
+            Duration::from_millis(1_000)
+        );
     }
 }

@@ -14,6 +14,7 @@ use crate::auth::{CHALLENGE, Unauthorized, authorize};
 use crate::enqueue::{EnqueueError, enqueue, idempotency_key};
 use crate::error::{ErrorBody, UNSUPPORTED_MEDIA_TYPE, wrong_media_type};
 use crate::state::AppState;
+use crate::text::Text;
 
 #[derive(Tags)]
 enum JobTags {
@@ -445,9 +446,9 @@ pub struct BulkRequest {
     /// `retry` (the `dead` jobs) or `cancel` (the `queued` ones).
     pub action: BulkAction,
     /// Only the jobs of this queue.
-    pub queue: Option<String>,
+    pub queue: Option<Text>,
     /// Only the jobs of kinds whose name contains this, ignoring case (as `GET /jobs`).
-    pub kind: Option<String>,
+    pub kind: Option<Text>,
     /// Most jobs acted on by this call (newest first); call again while `more`.
     #[oai(
         default = "bulk_limit_default",
@@ -726,8 +727,20 @@ impl JobsApi {
         if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
             return BulkAnswer::Unauthorized(body, CHALLENGE.to_owned());
         }
+        let field = |name, value: &Option<Text>| {
+            value
+                .as_ref()
+                .map(|text| text.as_str(name).map(str::to_owned))
+                .transpose()
+        };
+        let (queue, kind) = match (field("queue", &body.queue), field("kind", &body.kind)) {
+            (Ok(queue), Ok(kind)) => (queue, kind),
+            (Err(message), _) | (_, Err(message)) => {
+                return BulkAnswer::BadRequest(Json(ErrorBody::new("bad_request", message)));
+            }
+        };
         let nul = |f: &Option<String>| f.as_deref().is_some_and(|f| f.contains('\0'));
-        let matched = if nul(&body.queue) || nul(&body.kind) {
+        let matched = if nul(&queue) || nul(&kind) {
             Vec::new()
         } else {
             let filter = JobFilter {
@@ -735,13 +748,12 @@ impl JobsApi {
                     BulkAction::Retry => JobStatus::Dead,
                     BulkAction::Cancel => JobStatus::Queued,
                 }),
-                kinds: body
-                    .kind
+                kinds: kind
                     .as_deref()
                     .filter(|k| !k.is_empty())
                     .map(|k| self.kinds_matching(k))
                     .unwrap_or_default(),
-                queue: body.queue.clone().filter(|q| !q.is_empty()),
+                queue: queue.filter(|q| !q.is_empty()),
                 limit: body.limit,
                 ..JobFilter::default()
             };

@@ -16,7 +16,10 @@
 //! - [`math`]: `/factorial`, `/fibonacci`, `/ackermann`, `POST /jobs/math`.
 //! - [`fanout`]: `/api/all`, `/api/first`, `/api/within-timeout`, `/api/smart`.
 //! - [`schedules`]: `/schedules`, the timetables with their next and last runs.
+//! - [`text`]: a body's string field that takes JSON strings only.
 //! - [`ui`]: `/ui`, the operator dashboard (embedded HTML, CSS and JS over the JSON routes).
+//! - [`contract`]: what `/openapi.json` declares beyond the routes' types (required
+//!   parameters, bounds, the bearer scheme).
 //! - [`allow`]: the `Allow` header of a 405, from the OpenAPI document.
 //! - [`app`]: the routes, `/docs` and `/openapi.json` assembled; [`serve`] runs them.
 //! - [`server`]: the server loop under them, with header timeout and connection bound.
@@ -27,6 +30,7 @@ pub mod allow;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod contract;
 pub mod enqueue;
 pub mod error;
 pub mod fanout;
@@ -38,6 +42,7 @@ pub mod schedules;
 pub mod server;
 pub mod state;
 pub mod system;
+pub mod text;
 pub mod ui;
 
 pub use app::{app, serve};

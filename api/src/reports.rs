@@ -8,14 +8,13 @@ use features::reports::{Gate, Record, ReportRecord, ReportsArgs, gate, outliers,
 use poem::Request;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::ParseResult;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
 use crate::enqueue::{EnqueueError, enqueue, idempotency_key};
 use crate::error::{UNSUPPORTED_MEDIA_TYPE, quote, wrong_media_type};
 use crate::jobs::Accepted;
 use crate::state::AppState;
+use crate::text::Text;
 
 #[derive(Tags)]
 enum ReportTags {
@@ -130,62 +129,12 @@ pub struct ReportIn {
     pub end_time: Option<Text>,
 }
 
-/// A JSON string, as the document says. poem-openapi's `String` also takes a number
-/// or a boolean and turns it into text (`"server_name": 123` was stored as "123"); this
-/// keeps any other JSON value aside, so that the report is refused naming the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Text(Result<String, &'static str>);
-
-impl poem_openapi::types::Type for Text {
-    const IS_REQUIRED: bool = true;
-    type RawValueType = String;
-    type RawElementValueType = String;
-
-    fn name() -> std::borrow::Cow<'static, str> {
-        "string".into()
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
-    }
-
-    fn as_raw_value(&self) -> Option<&String> {
-        self.0.as_ref().ok()
-    }
-
-    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
-        Box::new(self.0.as_ref().ok().into_iter())
-    }
-}
-
-impl poem_openapi::types::ParseFromJSON for Text {
-    fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
-        use serde_json::Value;
-        Ok(Text(match value.unwrap_or_default() {
-            Value::String(text) => Ok(text),
-            Value::Null => Err("null"),
-            Value::Bool(_) => Err("a boolean"),
-            Value::Number(_) => Err("a number"),
-            Value::Array(_) => Err("an array"),
-            Value::Object(_) => Err("an object"),
-        }))
-    }
-}
-
-impl poem_openapi::types::ToJSON for Text {
-    fn to_json(&self) -> Option<serde_json::Value> {
-        self.0.clone().ok().map(serde_json::Value::String)
-    }
-}
-
 fn required<'a>(field: &'static str, value: &'a Option<Text>) -> Result<&'a str, FieldError> {
     match value {
         None => Err(FieldError::new(field, format!("{field} is required"))),
-        Some(Text(Ok(text))) => Ok(text),
-        Some(Text(Err(kind))) => Err(FieldError::new(
-            field,
-            format!("{field} must be a string, not {kind}"),
-        )),
+        Some(text) => text
+            .as_str(field)
+            .map_err(|message| FieldError::new(field, message)),
     }
 }
 

@@ -435,3 +435,54 @@ async fn connections_past_the_bound_wait_until_one_closes() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_token_the_document_declares_the_bearer_scheme_of_the_operator_routes() {
+    let app = app_with(|c| c.api.admin_token = Some(TOKEN.parse().expect("infallible"))).await;
+    let (_, doc) = app.get("/openapi.json").await;
+    let scheme = &doc["components"]["securitySchemes"]["adminToken"];
+    assert_eq!(
+        (&scheme["type"], &scheme["scheme"]),
+        (&json!("http"), &json!("bearer"))
+    );
+    for (path, method) in [
+        ("/jobs/{id}", "delete"),
+        ("/jobs/{id}/retry", "post"),
+        ("/rates/refresh", "post"),
+        ("/jobs/noop", "post"),
+        ("/jobs/bulk", "post"),
+    ] {
+        assert_eq!(
+            doc["paths"][path][method]["security"],
+            json!([{ "adminToken": [] }]),
+            "{method} {path}"
+        );
+    }
+    assert!(doc["paths"]["/jobs"]["get"].get("security").is_none());
+    // Swagger UI shows the same document, so that it offers "Authorize".
+    let docs = app
+        .client
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .expect("GET /docs");
+    assert!(docs.text().await.expect("html").contains("\"adminToken\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bulk_filters_must_be_json_strings() {
+    let app = app_with(|_| {}).await;
+    for (field, value) in [("queue", json!(false)), ("kind", json!(5))] {
+        let (status, _, body) = send(
+            app.client
+                .post(app.url("/jobs/bulk"))
+                .json(&json!({ "action": "retry", field: value })),
+        )
+        .await;
+        assert_eq!(status, 400, "{field}: {value} was taken as text: {body}");
+        assert!(
+            body["message"].as_str().unwrap_or("").contains(field),
+            "{body}"
+        );
+    }
+}

@@ -1,8 +1,8 @@
 //! `/`, `/ping`, `/health`, `/ready`, `/metrics`, `/openapi.json`, JSON errors.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::{Cut, Stack, spawn_app};
+use crate::helpers::{Cut, Stack, spawn_app, spawn_with, test_config};
 use crate::on_both_stacks;
 
 async fn ping_and_root_answer_pong(stack: Stack) {
@@ -308,5 +308,63 @@ async fn a_job_request_is_refused_with_json_once_the_database_wait_runs_out() {
     assert!(
         *waited >= std::time::Duration::from_millis(1_000),
         "refused after {waited:?}, before the wait could run out"
+    );
+}
+
+#[tokio::test]
+async fn the_document_declares_required_parameters_and_configured_bounds() {
+    let (mut config, resources) = test_config(Stack::Embedded).await;
+    config.features.math.factorial_max_n = 1_234;
+    config.api.jobs_page_max = 77;
+    let app = spawn_with(config, resources, conveyor::Role::All).await;
+    let (_, doc) = app.get("/openapi.json").await;
+    let parameter = |method: &str, path: &str, name: &str| -> Value {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+    };
+    // A parameter the service refuses to go without is required in the document.
+    let n = parameter("get", "/factorial", "n");
+    assert_eq!(n["required"], true);
+    assert_eq!(n["schema"]["type"], "integer");
+    assert_eq!(n["schema"]["maximum"], 1_234);
+    for name in [
+        "sdk_version",
+        "session_id",
+        "platform",
+        "username",
+        "country_code",
+    ] {
+        assert_eq!(
+            parameter("get", "/impression", name)["required"],
+            true,
+            "{name}"
+        );
+    }
+    assert_eq!(parameter("get", "/api/all", "timeout")["required"], true);
+    let limit = parameter("get", "/jobs", "limit");
+    assert_eq!(
+        (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!(1), &json!(77))
+    );
+    let key = parameter("post", "/jobs/noop", "Idempotency-Key");
+    assert_eq!(key["schema"]["pattern"], "^[!-~]{1,200}$");
+    let bulk = &doc["components"]["schemas"]["BulkRequest"];
+    assert_eq!(bulk["additionalProperties"], false);
+    // Without a token the operator routes are open, and no scheme is declared.
+    assert!(doc["components"].get("securitySchemes").is_none());
+    // /docs embeds this document, not the looser one generated from the types.
+    let docs = app
+        .client
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .expect("GET /docs");
+    let html = docs.text().await.expect("html");
+    assert!(
+        html.contains("\"pattern\": \"^[!-~]{1,200}$\""),
+        "Swagger UI shows the declared document"
     );
 }
