@@ -258,6 +258,7 @@ fn drain(
         let consumer = ConsumerConfig {
             worker_name: name,
             concurrency: args.concurrency,
+            paused: None,
         };
         consumers.spawn(async move {
             let shutdown = async move {
@@ -457,6 +458,7 @@ async fn latency(args: &Args, queue: &engine::Queue) -> anyhow::Result<()> {
         let consumer = ConsumerConfig {
             worker_name: format!("latency-{w}"),
             concurrency: args.concurrency,
+            paused: None,
         };
         consumers.spawn(async move {
             let shutdown = async move {

@@ -52,6 +52,8 @@ pub const ADMIN_OPERATIONS: &[(&str, &str)] = &[
     ("post", "/jobs/bulk"),
     ("post", "/jobs/noop"),
     ("post", "/rates/refresh"),
+    ("post", "/queues/{queue}/pause"),
+    ("post", "/queues/{queue}/resume"),
 ];
 
 /// The request bodies' schemas: their optional fields read `null` as absent, and an

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::auth::{CHALLENGE, Unauthorized, authorize};
 use crate::enqueue::{EnqueueError, enqueue, idempotency_key};
-use crate::error::{ErrorBody, UNSUPPORTED_MEDIA_TYPE, wrong_media_type};
+use crate::error::{ErrorBody, UNSUPPORTED_MEDIA_TYPE, quote, wrong_media_type};
 use crate::state::AppState;
 use crate::text::Text;
 
@@ -161,6 +161,34 @@ pub struct QueueView {
     pub depth: u64,
     /// Names of the workers alive on this queue.
     pub workers: Vec<String>,
+    /// Paused by an operator: workers take none of its tasks until it is resumed.
+    pub paused: bool,
+}
+
+/// A queue's pause state, as `POST /queues/{queue}/pause` and `…/resume` leave it.
+#[derive(Debug, Clone, Object)]
+pub struct PauseState {
+    /// The queue.
+    pub queue: String,
+    /// Whether workers now leave its tasks waiting (within `QUEUE_PAUSE_POLL_MS`).
+    pub paused: bool,
+}
+
+/// Answers of `POST /queues/{queue}/pause` and `…/resume`.
+#[derive(ApiResponse)]
+pub enum PauseAnswer {
+    /// The queue's state now; repeating the call changes nothing.
+    #[oai(status = 200)]
+    Done(Json<PauseState>),
+    /// `ADMIN_TOKEN` is set and the request does not carry it as a bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// No job kind of this build uses that queue.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The database is unavailable; nothing changed.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
 }
 
 /// The answer to an enqueue.
@@ -534,6 +562,38 @@ impl JobsApi {
         );
         kinds
     }
+
+    /// Pauses (`paused`) or resumes a queue of this build.
+    async fn set_paused(&self, req: &Request, queue: &str, paused: bool) -> PauseAnswer {
+        if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
+            return PauseAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
+        if !self.state.queues.contains(&queue) {
+            return PauseAnswer::NotFound(Json(ErrorBody::new(
+                "not_found",
+                format!(
+                    "no job kind uses queue '{}'; the queues are {}",
+                    quote(queue),
+                    self.state.queues.join(", ")
+                ),
+            )));
+        }
+        let done = if paused {
+            self.state.store.pause_queue(queue).await
+        } else {
+            self.state.store.resume_queue(queue).await
+        };
+        match done {
+            Ok(()) => {
+                tracing::info!(queue, paused, "queue pause changed by an operator");
+                PauseAnswer::Done(Json(PauseState {
+                    queue: queue.to_owned(),
+                    paused,
+                }))
+            }
+            Err(err) => PauseAnswer::Unavailable(unavailable(err)),
+        }
+    }
 }
 
 fn unavailable(err: impl std::fmt::Display) -> Json<ErrorBody> {
@@ -810,12 +870,17 @@ impl JobsApi {
             Ok(counts) => counts,
             Err(err) => return QueuesAnswer::Unavailable(unavailable(err)),
         };
+        let paused = match self.state.store.paused_queues().await {
+            Ok(paused) => paused,
+            Err(err) => return QueuesAnswer::Unavailable(unavailable(err)),
+        };
         let mut views: Vec<QueueView> = self
             .state
             .queues
             .iter()
             .map(|q| QueueView {
                 queue: (*q).to_owned(),
+                paused: paused.contains(*q),
                 ..QueueView::default()
             })
             .collect();
@@ -858,6 +923,22 @@ impl JobsApi {
             }
         }
         QueuesAnswer::Ok(Json(views))
+    }
+
+    /// Pauses a queue: every worker process stops taking its tasks within
+    /// `QUEUE_PAUSE_POLL_MS` (running ones finish), and jobs keep being accepted and
+    /// wait. The pause is stored, so it outlasts restarts. Needs
+    /// `Authorization: Bearer <ADMIN_TOKEN>` when `ADMIN_TOKEN` is set.
+    #[oai(path = "/queues/:queue/pause", method = "post")]
+    async fn pause_queue(&self, req: &Request, queue: Path<String>) -> PauseAnswer {
+        self.set_paused(req, &queue.0, true).await
+    }
+
+    /// Resumes a paused queue: workers take its waiting tasks again. Needs
+    /// `Authorization: Bearer <ADMIN_TOKEN>` when `ADMIN_TOKEN` is set.
+    #[oai(path = "/queues/:queue/resume", method = "post")]
+    async fn resume_queue(&self, req: &Request, queue: Path<String>) -> PauseAnswer {
+        self.set_paused(req, &queue.0, false).await
     }
 
     /// Enqueues a `system.noop` job: no effect but its record. It can simulate work

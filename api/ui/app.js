@@ -284,8 +284,10 @@
     };
     const rows = queues.map((q) => {
       const qRate = perMinute(q.queue);
-      return h("tr", { "data-queue": q.queue },
-        h("td", {}, h("b", {}, q.queue)),
+      return h("tr", { "data-queue": q.queue, "data-paused": q.paused ? "true" : null },
+        h("td", { className: "queue-name" }, h("b", {}, q.queue),
+          q.paused && h("span", { className: "badge", "data-status": "paused" }, "paused"),
+          pauseButton(q)),
         cell(q, "queued"), cell(q, "running"), cell(q, "succeeded"),
         cell(q, "failed"), cell(q, "dead"),
         h("td", { className: q.cancelled ? "num hide-sm" : "num hide-sm zero" }, number(q.cancelled)),
@@ -296,6 +298,30 @@
     $("queues-body").replaceChildren(
       ...(rows.length ? rows : [h("tr", { className: "empty" }, h("td", { colspan: 10 }, "no queues"))]),
     );
+  }
+
+  // Pausing stops every worker from taking the queue's tasks (running ones finish);
+  // jobs keep being accepted and wait until it is resumed.
+  function pauseButton(q) {
+    const action = q.paused ? "resume" : "pause";
+    return h("button", {
+      type: "button", className: "small", "data-action": action,
+      title: q.paused ? "let workers take this queue's tasks again" : "stop workers taking this queue's tasks",
+      onclick: () => setPaused(q.queue, action),
+    }, q.paused ? "Resume" : "Pause");
+  }
+
+  async function setPaused(queue, action) {
+    if (action === "pause" &&
+      !window.confirm(`Pause queue ${queue}? Workers stop taking its tasks; new jobs wait until it is resumed.`)) return;
+    const answer = await call("POST", `/queues/${encodeURIComponent(queue)}/${action}`);
+    if (answer.ok) {
+      flash(`Queue ${queue} ${action === "pause" ? "paused" : "resumed"}.`, "ok");
+    } else {
+      const what = action === "pause" ? "Pause" : "Resume";
+      flash(`${what} of queue ${queue} failed (${answer.status || "network"}): ${answer.message}`, "error");
+    }
+    refresh();
   }
 
   function renderThroughput() {

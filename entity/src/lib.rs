@@ -9,12 +9,14 @@
 //! - [`ad_counter`]: ad requests and impressions per user and per SDK version.
 //! - [`rate`], [`rate_fetch`]: currency rates and the log of what was fetched.
 //! - [`idempotency_key`]: `Idempotency-Key` header → the first job made with it.
+//! - [`queue_pause`]: the queues paused by an operator.
 #![warn(missing_docs)]
 
 pub mod ad_counter;
 pub mod idempotency_key;
 pub mod job;
 pub mod math_result;
+pub mod queue_pause;
 pub mod rate;
 pub mod rate_fetch;
 pub mod report;

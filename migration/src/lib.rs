@@ -12,6 +12,7 @@ mod m20261123_000005_create_rates;
 mod m20261124_000006_index_idempotency_keys_by_age;
 mod m20261201_000007_fingerprint_idempotency_keys;
 mod m20261201_000008_attempt_log;
+mod m20261201_000009_queue_pauses;
 
 /// All migrations, in order.
 #[derive(Debug)]
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000006_index_idempotency_keys_by_age::Migration),
             Box::new(m20261201_000007_fingerprint_idempotency_keys::Migration),
             Box::new(m20261201_000008_attempt_log::Migration),
+            Box::new(m20261201_000009_queue_pauses::Migration),
         ]
     }
 }

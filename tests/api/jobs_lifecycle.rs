@@ -774,3 +774,78 @@ async fn finished_jobs_are_deleted_after_their_retention_and_nothing_else_is(sta
     assert!(!gone(running).await);
 }
 on_both_stacks!(finished_jobs_are_deleted_after_their_retention_and_nothing_else_is);
+
+async fn a_paused_queue_keeps_its_jobs_waiting_until_resumed(stack: Stack) {
+    let (mut config, resources) = test_config(stack).await;
+    config.worker.pause_poll_ms = 100;
+    let app = crate::helpers::spawn_with(config, resources, conveyor::Role::All).await;
+    let long = app.enqueue_noop(json!({ "sleep_ms": 8_000 })).await;
+    app.wait_for_status(&long, "running", WITHIN).await;
+    let (status, body) = app.post("/queues/default/pause", &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({ "queue": "default", "paused": true }));
+    let (status, _) = app.post("/queues/default/pause", &json!({})).await;
+    assert_eq!(status, 200, "pausing a paused queue changes nothing");
+    // Within the poll period every consumer of the queue has stopped.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let id = app.enqueue_noop(json!({})).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        app.job(&id).await["status"],
+        "queued",
+        "a paused queue runs nothing"
+    );
+    let (_, queues) = app.get("/queues").await;
+    let default = queues
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["queue"] == "default"))
+        .cloned()
+        .expect("the default queue");
+    assert_eq!(
+        (&default["paused"], &default["queued"]),
+        (&json!(true), &json!(1))
+    );
+    let math = queues
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["queue"] == "math"))
+        .cloned()
+        .expect("the math queue");
+    assert_eq!(math["paused"], false, "other queues run on");
+
+    let (status, body) = app.post("/queues/default/resume", &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["paused"], false);
+    app.wait_for_status(&id, "succeeded", WITHIN).await;
+    // The resume did not wait for the running job, which a pause lets finish.
+    assert_eq!(app.job(&long).await["status"], "running");
+    app.wait_for_status(&long, "succeeded", WITHIN).await;
+
+    let (status, body) = app.post("/queues/nonesuch/pause", &json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    app.stop().await.expect("every role stops cleanly");
+}
+on_both_stacks!(a_paused_queue_keeps_its_jobs_waiting_until_resumed);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pause_outlasts_a_restart() {
+    let (mut config, resources) = test_config(Stack::Embedded).await;
+    config.worker.pause_poll_ms = 100;
+    let api_only = crate::helpers::spawn_with(
+        config.clone(),
+        crate::helpers::Resources::none(),
+        conveyor::Role::Api,
+    )
+    .await;
+    let (status, _) = api_only.post("/queues/default/pause", &json!({})).await;
+    assert_eq!(status, 200);
+    let id = api_only.enqueue_noop(json!({})).await;
+    api_only.stop().await.expect("the api stops");
+    // A worker process started afterwards reads the pause before it takes a task.
+    let app = crate::helpers::spawn_with(config, resources, conveyor::Role::All).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(app.job(&id).await["status"], "queued");
+    app.post("/queues/default/resume", &json!({})).await;
+    app.wait_for_status(&id, "succeeded", WITHIN).await;
+    app.stop().await.expect("every role stops cleanly");
+}

@@ -349,6 +349,26 @@ class Run:
         Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
         Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("")
 
+    def a_paused_queue_holds_its_jobs_until_resumed(self):
+        row = '#queues-body tr[data-queue="default"]'
+        click(self.driver, f'{row} button[data-action="pause"]', "Pause")
+        alert = self.driver.switch_to.alert
+        assert "Pause queue default" in alert.text, alert.text
+        alert.accept()
+        until("the paused badge", lambda: find(self.driver, f'{row} .badge[data-status="paused"]'),
+              ui_wait)
+        # Every worker reads the pause within QUEUE_PAUSE_POLL_MS (1 s by default).
+        time.sleep(2)
+        job_id = enqueue_noop({})
+        time.sleep(2)
+        assert job_status(job_id) == "queued", "a job of a paused queue ran"
+        click(self.driver, f'{row} button[data-action="resume"]', "Resume")
+        until("the resume message", lambda: (lambda e: e if e and "resumed" in e.text else None)(
+            find(self.driver, '#action-message:not([hidden])')), ui_wait)
+        until(f"job {job_id} to succeed once resumed", lambda: job_status(job_id) == "succeeded", 30)
+        until("the badge to go", lambda: find(self.driver, f'{row} .badge[data-status="paused"]') is None
+              or None, ui_wait)
+
     def schedules_and_features_render(self):
         until("the rates timetable, off", lambda: find(
             self.driver, '#schedules-body tr[data-schedule="rates.ingest"] .badge[data-status="off"]'),
@@ -431,6 +451,8 @@ def main():
                   run.the_list_shows_it_succeeded_a_few_pages_back)
         run.check("dead jobs are retried in bulk, after a confirmation",
                   run.dead_jobs_are_retried_in_bulk)
+        run.check("a paused queue holds its jobs until resumed",
+                  run.a_paused_queue_holds_its_jobs_until_resumed)
         run.check("schedules and features render, errors as messages",
                   run.schedules_and_features_render)
         run.check("the page logs no script error", run.the_page_logs_no_script_error)

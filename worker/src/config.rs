@@ -25,6 +25,10 @@ pub struct WorkerConfig {
     /// Pause before a consumer that failed is started again, in ms.
     #[arg(long, env = "WORKER_RESTART_MS", default_value_t = 1_000)]
     pub restart_ms: u64,
+    /// How often the paused queues are read, in ms: a pause or resume takes effect
+    /// within this time in every worker process.
+    #[arg(long, env = "QUEUE_PAUSE_POLL_MS", default_value_t = 1_000)]
+    pub pause_poll_ms: u64,
 }
 
 impl WorkerConfig {
@@ -56,6 +60,11 @@ impl WorkerConfig {
     /// The pause before restarting a failed consumer.
     pub fn restart_delay(&self) -> Duration {
         Duration::from_millis(self.restart_ms)
+    }
+
+    /// How often the paused queues are read.
+    pub fn pause_poll(&self) -> Duration {
+        Duration::from_millis(self.pause_poll_ms.max(1))
     }
 
     /// The shutdown grace period.

@@ -64,6 +64,11 @@ impl Executor {
         })
     }
 
+    /// The job records this executor writes to (and the queue pauses it obeys).
+    pub fn store(&self) -> &JobStore {
+        &self.store
+    }
+
     /// Every queue some kind of the registry uses.
     pub fn queues(&self) -> Vec<&'static str> {
         self.registry.queues()

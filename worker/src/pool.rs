@@ -1,11 +1,15 @@
-//! The worker pool: one consumer per queue, stopped gracefully.
+//! The worker pool: one consumer per queue, stopped gracefully, holding back while
+//! an operator has paused its queue.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use engine::Queue;
 use engine::queue::{ConsumerConfig, Handler, QueueError, worker_name};
+use engine::{JobStore, Queue};
 use futures::FutureExt;
+use tokio::sync::watch;
 
 use crate::config::WorkerConfig;
 use crate::executor::Executor;
@@ -33,8 +37,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), QueueError> {
     let shutdown = shutdown.shared();
+    let queues = config.queues(&executor.queues());
+    let mut paused = watch_pauses(
+        executor.store().clone(),
+        &queues,
+        config.pause_poll(),
+        shutdown.clone(),
+    )
+    .await;
     let mut consumers = tokio::task::JoinSet::new();
-    for logical in config.queues(&executor.queues()) {
+    for logical in queues {
+        let paused = paused.remove(&logical);
         let queue = queue.clone();
         let executor = executor.clone();
         let shutdown = shutdown.clone();
@@ -50,6 +63,7 @@ pub async fn run(
                 let consumer = ConsumerConfig {
                     worker_name: name.clone(),
                     concurrency,
+                    paused: paused.clone(),
                 };
                 let result = queue
                     .consume(&logical, consumer, handler(executor.clone(), name), shutdown.clone())
@@ -89,4 +103,55 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// Whether each of `queues` is paused, read before any consumer starts and then every
+/// `period` until `shutdown`. A failed read keeps what was last known: a pause is not
+/// lifted because the database is away.
+async fn watch_pauses(
+    store: JobStore,
+    queues: &[String],
+    period: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> BTreeMap<String, watch::Receiver<bool>> {
+    let first = store.paused_queues().await.unwrap_or_else(|err| {
+        tracing::warn!(%err, "paused queues unknown; consuming every queue until they are read");
+        Default::default()
+    });
+    let mut senders = BTreeMap::new();
+    let mut receivers = BTreeMap::new();
+    for queue in queues {
+        let paused = first.contains(queue);
+        if paused {
+            tracing::info!(%queue, "paused: its tasks wait until it is resumed");
+        }
+        let (sender, receiver) = watch::channel(paused);
+        senders.insert(queue.clone(), sender);
+        receivers.insert(queue.clone(), receiver);
+    }
+    tokio::spawn(async move {
+        let poll = async {
+            loop {
+                tokio::time::sleep(period).await;
+                let now = match store.paused_queues().await {
+                    Ok(now) => now,
+                    Err(err) => {
+                        tracing::warn!(%err, "reading the paused queues failed");
+                        continue;
+                    }
+                };
+                for (queue, sender) in &senders {
+                    let paused = now.contains(queue);
+                    if sender.send_if_modified(|was| std::mem::replace(was, paused) != paused) {
+                        tracing::info!(%queue, paused, "queue paused or resumed by an operator");
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = poll => {}
+            () = shutdown => {}
+        }
+    });
+    receivers
 }

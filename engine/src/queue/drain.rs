@@ -15,12 +15,16 @@
 //!    completes when no task is in flight.
 //! 2. Only then is apalis told to shut down; with nothing in flight it closes at once
 //!    (buffered tasks go back to the queue, pending acks are written).
+//!
+//! A pause (an operator's, per queue) holds the same gate without stopping anything:
+//! while paused the service is not ready, a task that a fetch under way still brings
+//! goes back to its queue, running tasks go on, and the resume wakes the service.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -42,6 +46,10 @@ struct GateState {
     closed: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
+    /// An operator paused the queue: like closed, but undone by a resume, which wakes
+    /// the services that found the gate paused.
+    paused: AtomicBool,
+    paused_wakers: Mutex<Vec<Waker>>,
 }
 
 impl DrainGate {
@@ -61,6 +69,41 @@ impl DrainGate {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.0.closed.load(Ordering::SeqCst)
+    }
+
+    /// Pauses (no task starts; running ones go on) or resumes the consumer.
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.0.paused.store(paused, Ordering::SeqCst);
+        if !paused {
+            let wakers = std::mem::take(&mut *self.wakers());
+            wakers.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.0.paused.load(Ordering::SeqCst)
+    }
+
+    /// Whether the consumer stays not ready because of a pause, after arranging for
+    /// `waker` to be woken by the resume.
+    fn wait_while_paused(&self, waker: &Waker) -> bool {
+        if !self.is_paused() {
+            return false;
+        }
+        let mut wakers = self.wakers();
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+        drop(wakers);
+        // A resume between the first look and the registration has woken nobody.
+        self.is_paused()
+    }
+
+    fn wakers(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
+        self.0
+            .paused_wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn started(&self) -> InFlight {
@@ -131,6 +174,9 @@ where
             // it hands over to apalis's own shutdown.
             return Poll::Pending;
         }
+        if self.gate.wait_while_paused(cx.waker()) {
+            return Poll::Pending;
+        }
         let ready = self.inner.poll_ready(cx);
         self.ready = matches!(ready, Poll::Ready(Ok(())));
         ready
@@ -159,15 +205,16 @@ pub(crate) fn requeue_once_closed(handler: Handler, gate: DrainGate, queue: Queu
     Arc::new(move |task: Task| {
         let (handler, gate, queue) = (handler.clone(), gate.clone(), queue.clone());
         async move {
-            if gate.is_closed() {
+            if gate.is_closed() || gate.is_paused() {
                 let job = task.envelope.job_id;
+                let why = if gate.is_closed() { "stopping" } else { "paused" };
                 match queue.push_again(&task, Duration::ZERO).await {
                     Ok(()) => {
-                        tracing::info!(%job, "stopping: task put back on its queue");
+                        tracing::info!(%job, "{why}: task put back on its queue");
                         return;
                     }
                     Err(err) => {
-                        tracing::warn!(%job, %err, "stopping: could not put the task back; running it here");
+                        tracing::warn!(%job, %err, "{why}: could not put the task back; running it here");
                     }
                 }
             }

@@ -62,6 +62,10 @@ pub struct ConsumerConfig {
     pub worker_name: String,
     /// Tasks run at once.
     pub concurrency: usize,
+    /// Whether the queue is paused, when it can be: while `true` the consumer takes no
+    /// task (running ones finish; one a fetch under way brings goes back to the queue),
+    /// and it takes tasks again as soon as it turns `false`.
+    pub paused: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// What a backend needs to run one consumer loop, built once by [`Queue::consume`]
@@ -233,6 +237,16 @@ impl Queue {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), QueueError> {
         let gate = DrainGate::default();
+        // The pause is known before the first fetch, then followed while this runs.
+        let follower = consumer.paused.clone().map(|mut paused| {
+            gate.set_paused(*paused.borrow_and_update());
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                while paused.changed().await.is_ok() {
+                    gate.set_paused(*paused.borrow_and_update());
+                }
+            })
+        });
         let handler = drain::requeue_once_closed(handler, gate.clone(), self.clone());
         let queue = logical.to_owned();
         let deliver: Deliver = Arc::new(move |envelope| {
@@ -253,7 +267,11 @@ impl Queue {
             Backend::Redis(q) => q.consume(run),
             Backend::Sqlite(q) => q.consume(run),
         };
-        run.await
+        let result = run.await;
+        if let Some(follower) = follower {
+            follower.abort();
+        }
+        result
     }
 
     fn orphaned_after(&self) -> Duration {

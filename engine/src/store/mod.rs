@@ -11,6 +11,7 @@
 //! - `retention`: deleting finished records past their retention.
 
 mod group_commit;
+mod pauses;
 mod retention;
 mod writes;
 
