@@ -163,6 +163,8 @@ pub struct QueueView {
     pub workers: Vec<String>,
     /// Paused by an operator: workers take none of its tasks until it is resumed.
     pub paused: bool,
+    /// Latency: how long the oldest `queued` job has waited, in ms (0 when none waits).
+    pub latency_ms: u64,
 }
 
 /// A queue's pause state, as `POST /queues/{queue}/pause` and `…/resume` leave it.
@@ -465,13 +467,16 @@ pub enum BulkAction {
     Retry,
     /// Cancel every `queued` job.
     Cancel,
+    /// Delete every `dead` job's record (and its `Idempotency-Key`: a dead job applied
+    /// nothing, so a repeated request may make a new job).
+    Discard,
 }
 
 /// Body of `POST /jobs/bulk`: an action over the jobs of a queue and/or kind.
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct BulkRequest {
-    /// `retry` (the `dead` jobs) or `cancel` (the `queued` ones).
+    /// `retry` or `discard` (the `dead` jobs), or `cancel` (the `queued` ones).
     pub action: BulkAction,
     /// Only the jobs of this queue.
     pub queue: Option<Text>,
@@ -778,9 +783,10 @@ impl JobsApi {
         }
     }
 
-    /// Retries every `dead` job, or cancels every `queued` one, of a queue and/or
-    /// kind: at most `limit` per call, newest first. Repeating the call is safe: a
-    /// retried job is no longer dead, a cancelled one no longer queued. Needs
+    /// Retries every `dead` job, cancels every `queued` one, or discards (deletes)
+    /// every `dead` one, of a queue and/or kind: at most `limit` per call, newest
+    /// first. Repeating the call is safe: a retried job is no longer dead, a cancelled
+    /// one no longer queued, a discarded one gone. Needs
     /// `Authorization: Bearer <ADMIN_TOKEN>` when `ADMIN_TOKEN` is set.
     #[oai(path = "/jobs/bulk", method = "post")]
     async fn bulk(&self, req: &Request, body: Json<BulkRequest>) -> BulkAnswer {
@@ -805,7 +811,7 @@ impl JobsApi {
         } else {
             let filter = JobFilter {
                 status: Some(match body.action {
-                    BulkAction::Retry => JobStatus::Dead,
+                    BulkAction::Retry | BulkAction::Discard => JobStatus::Dead,
                     BulkAction::Cancel => JobStatus::Queued,
                 }),
                 kinds: kind
@@ -831,6 +837,14 @@ impl JobsApi {
                     self.state.store.retry_by_hand(id, extra).await
                 }
                 BulkAction::Cancel => self.state.store.cancel(id).await,
+                BulkAction::Discard => match self.state.store.discard_dead(id).await {
+                    Ok(true) => {
+                        done += 1;
+                        continue;
+                    }
+                    Ok(false) => continue,
+                    Err(err) => return BulkAnswer::Unavailable(unavailable(err)),
+                },
             };
             match outcome {
                 Ok(OperatorOutcome::Done(job)) => {
@@ -898,7 +912,13 @@ impl JobsApi {
             let view = &mut views[index];
             let n = i64::try_from(count.count).unwrap_or(i64::MAX);
             match count.status {
-                JobStatus::Queued => view.queued = n,
+                JobStatus::Queued => {
+                    view.queued = n;
+                    view.latency_ms = count.oldest.map_or(0, |oldest| {
+                        let now = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+                        now.saturating_sub(oldest.created_ms())
+                    });
+                }
                 JobStatus::Running => view.running = n,
                 JobStatus::Succeeded => view.succeeded = n,
                 JobStatus::Failed => view.failed = n,

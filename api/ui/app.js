@@ -292,11 +292,13 @@
         cell(q, "failed"), cell(q, "dead"),
         h("td", { className: q.cancelled ? "num hide-sm" : "num hide-sm zero" }, number(q.cancelled)),
         h("td", { className: q.depth ? "num" : "num zero" }, number(q.depth)),
+        h("td", { className: q.latency_ms ? "num hide-sm" : "num hide-sm zero", "data-field": "latency",
+          title: "how long the oldest queued job has waited" }, q.latency_ms ? duration(q.latency_ms) : "–"),
         h("td", { className: (q.workers || []).length ? "num" : "num zero" }, (q.workers || []).length),
         h("td", { className: qRate ? "num hide-sm" : "num hide-sm zero" }, rateText(qRate)));
     });
     $("queues-body").replaceChildren(
-      ...(rows.length ? rows : [h("tr", { className: "empty" }, h("td", { colspan: 10 }, "no queues"))]),
+      ...(rows.length ? rows : [h("tr", { className: "empty" }, h("td", { colspan: 11 }, "no queues"))]),
     );
   }
 
@@ -449,26 +451,37 @@
     refresh();
   }
 
-  // The bulk button acts on what the filters show: every dead job (retry) or every
-  // queued one (cancel) of the chosen queue and kind, after a confirmation naming them.
-  const BULK = { dead: ["retry", "Retry all dead"], queued: ["cancel", "Cancel all queued"] };
+  // The bulk buttons act on what the filters show: every dead job (retry or discard)
+  // or every queued one (cancel) of the chosen queue and kind, after a confirmation
+  // naming them.
+  const BULK = {
+    retry: { status: "dead", label: "Retry all dead", verb: "Retry every dead job", done: "enqueued again" },
+    discard: { status: "dead", label: "Discard all dead", verb: "Delete every dead job", done: "discarded" },
+    cancel: { status: "queued", label: "Cancel all queued", verb: "Cancel every queued job", done: "cancelled" },
+  };
+  const BULK_BUTTONS = { "bulk-action": ["retry", "cancel"], "bulk-discard": ["discard"] };
 
-  function renderBulk() {
-    const button = $("bulk-action");
-    const bulk = BULK[view.filter.status];
-    button.hidden = !bulk;
-    if (bulk) button.textContent = bulk[1];
+  // The action a bulk button stands for under the current status filter, if any.
+  function bulkFor(id) {
+    return BULK_BUTTONS[id].find((action) => BULK[action].status === view.filter.status);
   }
 
-  async function bulkAction() {
-    const bulk = BULK[view.filter.status];
-    if (!bulk) return;
-    const [action] = bulk;
+  function renderBulk() {
+    for (const id of Object.keys(BULK_BUTTONS)) {
+      const action = bulkFor(id);
+      $(id).hidden = !action;
+      if (action) $(id).textContent = BULK[action].label;
+    }
+  }
+
+  async function bulkAction(id) {
+    const action = bulkFor(id);
+    if (!action) return;
+    const { verb } = BULK[action];
     const scope = [
       view.filter.queue ? `queue ${view.filter.queue}` : "every queue",
       view.filter.kind ? `kinds matching "${view.filter.kind}"` : "every kind",
     ].join(", ");
-    const verb = action === "retry" ? "Retry every dead job" : "Cancel every queued job";
     if (!window.confirm(`${verb} of ${scope}?`)) return;
     let done = 0;
     // Each call acts on at most 1000 jobs; repeat while there are more (bounded).
@@ -484,7 +497,7 @@
       done += answer.data.done;
       if (!answer.data.more) break;
     }
-    flash(`${done} job${done === 1 ? "" : "s"} ${action === "retry" ? "enqueued again" : "cancelled"}.`, "ok");
+    flash(`${done} job${done === 1 ? "" : "s"} ${BULK[action].done}.`, "ok");
     resetPages();
     refresh();
   }
@@ -852,7 +865,7 @@
       resetPages();
       refresh();
     });
-    $("bulk-action").addEventListener("click", bulkAction);
+    for (const id of Object.keys(BULK_BUTTONS)) $(id).addEventListener("click", () => bulkAction(id));
     $("filter-queue").addEventListener("change", (e) => {
       view.filter.queue = e.target.value;
       resetPages();

@@ -26,6 +26,11 @@ macro_rules! ulid_id {
                 $name(Ulid::generate())
             }
 
+            /// When the id was made, in ms since the Unix epoch.
+            pub fn created_ms(&self) -> u64 {
+                self.0.timestamp_ms()
+            }
+
             /// The smallest id made at `millis` since the Unix epoch: every id made
             /// before that instant is smaller.
             pub fn floor_at(millis: u64) -> Self {

@@ -471,6 +471,60 @@ async fn dead_jobs_are_retried_and_queued_ones_cancelled_in_bulk(stack: Stack) {
 }
 on_both_stacks!(dead_jobs_are_retried_and_queued_ones_cancelled_in_bulk);
 
+async fn dead_jobs_are_discarded_in_bulk_with_their_keys(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let with_key = |key: &'static str| {
+        app.client
+            .post(app.url("/jobs/noop"))
+            .header("Idempotency-Key", key)
+            .json(&json!({ "fail_times": 9 }))
+    };
+    let mut dead = Vec::new();
+    for key in ["discard-1", "discard-2"] {
+        let body: serde_json::Value = with_key(key)
+            .send()
+            .await
+            .expect("post")
+            .json()
+            .await
+            .expect("json");
+        dead.push(body["job_id"].as_str().expect("job_id").to_owned());
+    }
+    let alive = app.enqueue_noop(json!({})).await;
+    for id in &dead {
+        app.wait_for_status(id, "dead", WITHIN).await;
+    }
+    app.wait_for_status(&alive, "succeeded", WITHIN).await;
+
+    let discard = json!({ "action": "discard", "queue": "default" });
+    let (status, body) = app.post("/jobs/bulk", &discard).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({ "action": "discard", "matched": 2, "done": 2, "more": false })
+    );
+    for id in &dead {
+        assert_eq!(app.get(&format!("/jobs/{id}")).await.0, 404, "{id} is gone");
+    }
+    assert_eq!(
+        app.job(&alive).await["status"],
+        "succeeded",
+        "only dead jobs go"
+    );
+    let (_, body) = app.post("/jobs/bulk", &discard).await;
+    assert_eq!(body["matched"], 0, "a repeat finds nothing: {body}");
+    // The dead job applied nothing, so its key no longer holds the request back.
+    let again = with_key("discard-1").send().await.expect("post");
+    assert_eq!(again.status().as_u16(), 202);
+    let again: serde_json::Value = again.json().await.expect("json");
+    assert_ne!(
+        again["job_id"].as_str(),
+        Some(dead[0].as_str()),
+        "a new job"
+    );
+}
+on_both_stacks!(dead_jobs_are_discarded_in_bulk_with_their_keys);
+
 #[tokio::test]
 async fn queued_jobs_are_cancelled_in_bulk() {
     // The api alone: nothing takes the jobs, so they stay queued.
@@ -803,8 +857,14 @@ async fn a_paused_queue_keeps_its_jobs_waiting_until_resumed(stack: Stack) {
         .cloned()
         .expect("the default queue");
     assert_eq!(
-        (&default["paused"], &default["queued"]),
-        (&json!(true), &json!(1))
+        (&default["paused"], &default["queued"], &default["running"]),
+        (&json!(true), &json!(1), &json!(1)),
+        "the running job goes on while the new one waits"
+    );
+    let latency = default["latency_ms"].as_u64().expect("latency_ms");
+    assert!(
+        latency >= 1_500,
+        "the job has waited 1.5 s at least: {latency} ms"
     );
     let math = queues
         .as_array()
@@ -812,6 +872,7 @@ async fn a_paused_queue_keeps_its_jobs_waiting_until_resumed(stack: Stack) {
         .cloned()
         .expect("the math queue");
     assert_eq!(math["paused"], false, "other queues run on");
+    assert_eq!(math["latency_ms"], 0, "nothing waits on math");
 
     let (status, body) = app.post("/queues/default/resume", &json!({})).await;
     assert_eq!(status, 200, "{body}");

@@ -362,12 +362,38 @@ class Run:
         job_id = enqueue_noop({})
         time.sleep(2)
         assert job_status(job_id) == "queued", "a job of a paused queue ran"
+        until("the waiting job's latency", lambda: (lambda e: e and e.text not in ("", "–"))(
+            find(self.driver, f'{row} td[data-field="latency"]')), ui_wait)
         click(self.driver, f'{row} button[data-action="resume"]', "Resume")
         until("the resume message", lambda: (lambda e: e if e and "resumed" in e.text else None)(
             find(self.driver, '#action-message:not([hidden])')), ui_wait)
         until(f"job {job_id} to succeed once resumed", lambda: job_status(job_id) == "succeeded", 30)
         until("the badge to go", lambda: find(self.driver, f'{row} .badge[data-status="paused"]') is None
               or None, ui_wait)
+
+    def dead_jobs_are_discarded_in_bulk(self):
+        ids = [enqueue_noop({"fail_times": 2}) for _ in range(2)]
+        for job_id in ids:
+            until(f"job {job_id} to be dead", lambda: job_status(job_id) == "dead", 30)
+        Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("default")
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("dead")
+        button = until("the discard button", lambda: find(self.driver, "#bulk-discard:not([hidden])"),
+                       ui_wait)
+        assert button.text == "Discard all dead", f"the discard button says {button.text!r}"
+        button.click()
+        alert = self.driver.switch_to.alert
+        assert "Delete every dead job of queue default" in alert.text, alert.text
+        alert.accept()
+        message = until("the discard result", lambda: (
+            lambda e: e if e and "discarded" in e.text else None)(find(
+                self.driver, '#action-message[data-kind="ok"]:not([hidden])')), ui_wait)
+        text = message.text
+        assert "2 jobs discarded" in text, text
+        for job_id in ids:
+            status, _ = api("GET", f"/jobs/{job_id}")
+            assert status == 404, f"discarded job {job_id} answered {status}"
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
+        Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("")
 
     def schedules_and_features_render(self):
         until("the rates timetable, off", lambda: find(
@@ -453,6 +479,8 @@ def main():
                   run.dead_jobs_are_retried_in_bulk)
         run.check("a paused queue holds its jobs until resumed",
                   run.a_paused_queue_holds_its_jobs_until_resumed)
+        run.check("dead jobs are discarded in bulk, after a confirmation",
+                  run.dead_jobs_are_discarded_in_bulk)
         run.check("schedules and features render, errors as messages",
                   run.schedules_and_features_render)
         run.check("the page logs no script error", run.the_page_logs_no_script_error)

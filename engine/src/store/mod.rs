@@ -299,6 +299,8 @@ pub struct QueueCount {
     pub status: JobStatus,
     /// How many.
     pub count: u64,
+    /// The oldest of them (the smallest id: ids are made in creation order).
+    pub oldest: Option<JobId>,
 }
 
 /// Job records in the database.
@@ -440,6 +442,27 @@ impl JobStore {
             .exec(&tx)
             .await?;
         Ok(tx.commit().await?)
+    }
+
+    /// Deletes a `dead` job's record, and its `Idempotency-Key`: a dead job applied
+    /// no effect, so a client repeating the request may make a new job. Whether it
+    /// was deleted (false: gone already, or no longer dead).
+    pub async fn discard_dead(&self, id: JobId) -> Result<bool, StoreError> {
+        let tx = self.write_transaction().await?;
+        let deleted = job::Entity::delete_many()
+            .filter(job::Column::Id.eq(id.to_string()))
+            .filter(job::Column::Status.eq(JobStatus::Dead.as_str()))
+            .exec(&tx)
+            .await?
+            .rows_affected;
+        if deleted > 0 {
+            idempotency_key::Entity::delete_many()
+                .filter(idempotency_key::Column::JobId.eq(id.to_string()))
+                .exec(&tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(deleted > 0)
     }
 
     /// One job by id.
@@ -795,12 +818,14 @@ impl JobStore {
             queue: String,
             status: String,
             count: i64,
+            oldest: Option<String>,
         }
         let rows = job::Entity::find()
             .select_only()
             .column(job::Column::Queue)
             .column(job::Column::Status)
             .column_as(job::Column::Id.count(), "count")
+            .column_as(job::Column::Id.min(), "oldest")
             .group_by(job::Column::Queue)
             .group_by(job::Column::Status)
             .into_model::<Row>()
@@ -812,10 +837,22 @@ impl JobStore {
                     id: format!("(one of the {} in queue '{}')", row.count, row.queue),
                     reason: format!("{e}"),
                 })?;
+                let oldest = match row.oldest.as_deref().map(str::parse::<JobId>) {
+                    None => None,
+                    Some(Ok(id)) => Some(id),
+                    Some(Err(e)) => {
+                        return Err(CorruptRecord {
+                            id: row.oldest.unwrap_or_default(),
+                            reason: e.to_string(),
+                        }
+                        .into());
+                    }
+                };
                 Ok(QueueCount {
                     queue: row.queue,
                     status,
                     count: u64::try_from(row.count).unwrap_or(0),
+                    oldest,
                 })
             })
             .collect()
