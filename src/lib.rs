@@ -168,6 +168,7 @@ pub async fn run(
             housekeeping: config.housekeeping.clone(),
             rates: config.features.rates.clone(),
             max_attempts: config.delivery.max_attempts,
+            math_store: config.features.math.store_bounds(),
         };
         let stop = shutdown.clone();
         tasks.spawn(async move {

@@ -54,6 +54,7 @@ pub const ADMIN_OPERATIONS: &[(&str, &str)] = &[
     ("post", "/rates/refresh"),
     ("post", "/queues/{queue}/pause"),
     ("post", "/queues/{queue}/resume"),
+    ("post", "/schedules/{name}/run"),
 ];
 
 /// The request bodies' schemas: their optional fields read `null` as absent, and an

@@ -6,12 +6,17 @@ use chrono::{DateTime, Utc};
 use engine::config::HousekeepingConfig;
 use engine::store::{JobFilter, StoreError};
 use engine::{Job, JobRecord};
-use features::rates::Ingest;
+use features::rates::{Ingest, IngestReason, RatesArgs};
+use poem::Request;
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use serde_json::Value;
 
-use crate::error::ErrorBody;
+use crate::auth::{CHALLENGE, Unauthorized, authorize};
+use crate::enqueue::enqueue;
+use crate::error::{ErrorBody, quote};
+use crate::jobs::Accepted;
 use crate::state::AppState;
 
 #[derive(Tags)]
@@ -147,6 +152,27 @@ pub enum SchedulesAnswer {
     Unavailable(Json<ErrorBody>),
 }
 
+/// Answers of `POST /schedules/{name}/run`.
+#[derive(ApiResponse)]
+pub enum RunNowAnswer {
+    /// The job this run is; its record tells how it went.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>, #[oai(header = "Location")] String),
+    /// `ADMIN_TOKEN` is set and the request does not carry it as a bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// No timetable of that name.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// `housekeeping` runs inside the scheduler, not as a job: it cannot be run from
+    /// the api.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The database or the queue is unavailable; nothing was enqueued.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
 /// The schedule routes.
 #[derive(Debug, Clone)]
 pub struct SchedulesApi {
@@ -211,6 +237,49 @@ impl SchedulesApi {
                 "unavailable",
                 format!("database unavailable: {err}"),
             ))),
+        }
+    }
+
+    /// Runs a timetable now, outside its cron: `rates.ingest` enqueues the job a tick
+    /// would (today's date in `RATES_TZ`, reason `run_now`). Needs
+    /// `Authorization: Bearer <ADMIN_TOKEN>` when `ADMIN_TOKEN` is set.
+    #[oai(path = "/schedules/:name/run", method = "post")]
+    async fn run_now(&self, req: &Request, name: Path<String>) -> RunNowAnswer {
+        if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
+            return RunNowAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
+        if name.0 == HOUSEKEEPING {
+            return RunNowAnswer::Conflict(Json(ErrorBody::new(
+                "conflict",
+                "housekeeping runs inside the scheduler every HOUSEKEEPING_INTERVAL_SECS, \
+                 not as a job; it cannot be run from the api",
+            )));
+        }
+        if name.0 != Ingest::KIND.name {
+            return RunNowAnswer::NotFound(Json(ErrorBody::new(
+                "not_found",
+                format!(
+                    "no timetable '{}'; the timetables are {} and {HOUSEKEEPING}",
+                    quote(&name.0),
+                    Ingest::KIND.name
+                ),
+            )));
+        }
+        let args = RatesArgs {
+            date: self.state.rates().date_at(Utc::now()),
+            reason: IngestReason::RunNow,
+            tick: None,
+        };
+        match enqueue::<Ingest>(&self.state, &args, None, "POST /schedules/{name}/run").await {
+            Ok(job) => RunNowAnswer::Accepted(
+                Json(Accepted {
+                    job_id: job.id.to_string(),
+                }),
+                format!("/jobs/{}", job.id),
+            ),
+            Err(err) => {
+                RunNowAnswer::Unavailable(Json(ErrorBody::new("unavailable", err.to_string())))
+            }
         }
     }
 }

@@ -697,8 +697,14 @@
           : interval
             ? h("span", { className: "muted" }, `every ${span(s.interval_secs * 1000)}`)
             : h("span", { className: "message error" }, s.problem || "no further tick");
+      // A cron timetable can be run now (housekeeping runs inside the scheduler).
+      const runNow = interval ? null : h("button", {
+        type: "button", className: "small", "data-action": "run-now",
+        title: "enqueue the job a tick would, now",
+        onclick: () => runSchedule(s.name),
+      }, "Run now");
       return h("tr", { "data-schedule": s.name },
-        h("td", {}, h("b", {}, s.name),
+        h("td", { className: "queue-name" }, h("b", {}, s.name), runNow,
           h("div", { className: "muted" }, interval
             ? `every ${span(s.interval_secs * 1000)} · stuck after ${span(s.stuck_after_secs * 1000)}`
             : [h("code", {}, s.cron), ` · ${s.timezone}`])),
@@ -713,6 +719,16 @@
     $("schedules-body").replaceChildren(
       ...(rows.length ? rows : [h("tr", { className: "empty" }, h("td", { colspan: 3 }, "No timetables."))]),
     );
+  }
+
+  async function runSchedule(name) {
+    const answer = await call("POST", `/schedules/${encodeURIComponent(name)}/run`);
+    if (answer.ok) {
+      flash(`${name} runs now: job ${answer.data.job_id}.`, "ok");
+    } else {
+      flash(`Run of ${name} failed (${answer.status || "network"}): ${answer.message}`, "error");
+    }
+    refresh();
   }
 
   // ---------------------------------------------------------------- features

@@ -1,5 +1,5 @@
-//! Housekeeping: queue vacuum, the stuck-job sweep and the retention of finished job
-//! records.
+//! Housekeeping: queue vacuum, the stuck-job sweep, the retention of finished job
+//! records, and the bounds of the math feature's stored values.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -8,13 +8,16 @@ use engine::config::HousekeepingConfig;
 use engine::queue::Pushed;
 use engine::store::StoreError;
 use engine::{JobStore, Queue};
+use features::math::purge::{StoreBounds, purge_cache};
 
-/// Runs housekeeping of `queues` every interval until `shutdown` completes.
+/// Runs housekeeping of `queues` every interval until `shutdown` completes, and keeps
+/// the stored math values within `math`.
 pub async fn run(
     store: JobStore,
     queue: Queue,
     queues: Vec<&'static str>,
     config: HousekeepingConfig,
+    math: StoreBounds,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let mut ticker = tokio::time::interval(config.interval());
@@ -23,7 +26,14 @@ pub async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => return,
-            _ = ticker.tick() => once(&store, &queue, &queues, &config).await,
+            _ = ticker.tick() => {
+                once(&store, &queue, &queues, &config).await;
+                match purge_cache(store.db(), math, chrono::Utc::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(n, "deleted stored math values past their bounds"),
+                    Err(err) => tracing::warn!(%err, "math store bounds failed; the next round tries again"),
+                }
+            }
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct Scheduler {
     pub rates: RatesConfig,
     /// Attempt budget of the jobs it enqueues.
     pub max_attempts: u32,
+    /// How housekeeping bounds the stored math values.
+    pub math_store: features::math::purge::StoreBounds,
 }
 
 impl Scheduler {
@@ -64,6 +66,7 @@ impl Scheduler {
             self.queue,
             self.queues,
             self.housekeeping,
+            self.math_store,
             std::future::pending(),
         );
         tokio::select! {

@@ -291,3 +291,70 @@ async fn cheap_and_remembered_values_answer_without_the_database() {
     let (status, _, body) = raw(&app, "/fibonacci?n=1000000").await;
     assert_eq!(status, 503, "{body}");
 }
+
+async fn stored_values_are_bounded_by_age_and_by_digits(stack: Stack) {
+    use entity::math_result;
+    use features::math::purge::{StoreBounds, purge_cache};
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+
+    let app = spawn_app(stack).await;
+    let db = app.backends.store.db();
+    let now = chrono::Utc::now();
+    // Four values of 1 000 digits, one a day older than the next.
+    for age_days in 0..4 {
+        let key = format!("factorial({age_days})");
+        math_result::Entity::insert(math_result::ActiveModel {
+            key: Set(key),
+            algo: Set("factorial".to_owned()),
+            digits: Set("7".repeat(1_000)),
+            digit_count: Set(1_000),
+            elapsed_ms: Set(1),
+            job_id: Set(engine::JobId::generate().to_string()),
+            created_at: Set(now - chrono::Duration::days(age_days)),
+        })
+        .exec(db)
+        .await
+        .expect("insert");
+    }
+    let keys = || async {
+        let mut keys: Vec<String> = math_result::Entity::find()
+            .all(db)
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|row| row.key)
+            .collect();
+        keys.sort();
+        keys
+    };
+    let unbounded = StoreBounds {
+        retention: None,
+        max_digits: None,
+    };
+    assert_eq!(purge_cache(db, unbounded, now).await.expect("purge"), 0);
+
+    // Older than two and a half days: the value of day 3 goes.
+    let by_age = StoreBounds {
+        retention: Some(Duration::from_secs(60 * 60 * 60)),
+        max_digits: None,
+    };
+    assert_eq!(purge_cache(db, by_age, now).await.expect("purge"), 1);
+    assert_eq!(
+        keys().await,
+        ["factorial(0)", "factorial(1)", "factorial(2)"]
+    );
+
+    // 2 500 digits at most: the newest two stay.
+    let by_size = StoreBounds {
+        retention: None,
+        max_digits: Some(2_500),
+    };
+    assert_eq!(purge_cache(db, by_size, now).await.expect("purge"), 1);
+    assert_eq!(keys().await, ["factorial(0)", "factorial(1)"]);
+    assert_eq!(
+        purge_cache(db, by_size, now).await.expect("purge"),
+        0,
+        "nothing more"
+    );
+}
+on_both_stacks!(stored_values_are_bounded_by_age_and_by_digits);

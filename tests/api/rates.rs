@@ -767,7 +767,9 @@ async fn three_schedulers_enqueue_each_tick_once_and_keep_ticking_when_two_stop(
                 .or_default()
                 .push(args.date),
             features::rates::IngestReason::Startup => startup.push(args.date),
-            features::rates::IngestReason::Refresh => panic!("nobody asked for a refresh"),
+            features::rates::IngestReason::Refresh | features::rates::IngestReason::RunNow => {
+                panic!("nobody asked for a refresh or a run: {args:?}")
+            }
         }
     }
     // Every tick: each date once, and exactly the dates the calendar asks for.

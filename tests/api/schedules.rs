@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc, Weekday};
 use conveyor::Role;
 use features::rates::{ProviderChoice, RatesConfig};
-use serde_json::Value;
+use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -286,3 +286,34 @@ async fn the_openapi_document_lists_schedules_with_its_answers(stack: Stack) {
     }
 }
 on_both_stacks!(the_openapi_document_lists_schedules_with_its_answers);
+
+async fn a_timetable_runs_now_on_request(stack: Stack) {
+    // The api alone: the job stays queued, so its record shows what was enqueued.
+    let app = app_with(stack, RatesConfig::default(), Role::Api).await;
+    let (status, body) = app.post("/schedules/rates.ingest/run", &Value::Null).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["job_id"].as_str().expect("job_id").to_owned();
+    let job = app.job(&id).await;
+    assert_eq!(job["kind"], "rates.ingest");
+    assert_eq!(job["args"]["reason"], "run_now", "{job}");
+    let today = RatesConfig::default().date_at(Utc::now()).to_string();
+    assert_eq!(job["args"]["date"], today.as_str(), "{job}");
+    let last = rates_entry(&app).await["last_run"].clone();
+    assert_eq!(
+        (&last["job_id"], &last["reason"]),
+        (&json!(id), &json!("run_now"))
+    );
+
+    let (status, body) = app.post("/schedules/housekeeping/run", &Value::Null).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = app.post("/schedules/nonesuch/run", &Value::Null).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("rates.ingest"),
+        "{body}"
+    );
+}
+on_both_stacks!(a_timetable_runs_now_on_request);

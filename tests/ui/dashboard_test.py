@@ -395,6 +395,17 @@ class Run:
         Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
         Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("")
 
+    def a_timetable_runs_now(self):
+        row = '#schedules-body tr[data-schedule="rates.ingest"]'
+        click(self.driver, f'{row} button[data-action="run-now"]', "Run now")
+        message = until("the run's message", lambda: (
+            lambda e: e if e and "runs now" in e.text else None)(find(
+                self.driver, '#action-message[data-kind="ok"]:not([hidden])')), ui_wait)
+        job_id = message.text.split("job ")[1].split(".")[0]
+        until(f"job {job_id} to succeed", lambda: job_status(job_id) == "succeeded", 30)
+        until("the run as the timetable's last", lambda: (
+            lambda e: e and "run_now" in e.text)(find(self.driver, row)), ui_wait)
+
     def schedules_and_features_render(self):
         until("the rates timetable, off", lambda: find(
             self.driver, '#schedules-body tr[data-schedule="rates.ingest"] .badge[data-status="off"]'),
@@ -483,6 +494,7 @@ def main():
                   run.dead_jobs_are_discarded_in_bulk)
         run.check("schedules and features render, errors as messages",
                   run.schedules_and_features_render)
+        run.check("a timetable runs now from its row", run.a_timetable_runs_now)
         run.check("the page logs no script error", run.the_page_logs_no_script_error)
         run.check("desktop screenshot", run.desktop_screenshot)
         run.check("dark palette screenshot (viewport)", run.dark_screenshot)

@@ -7,6 +7,7 @@
 
 pub mod job;
 pub mod memo;
+pub mod purge;
 
 use std::time::{Duration, Instant};
 
@@ -105,6 +106,13 @@ pub struct MathConfig {
     /// How long a math route waits for a queued computation before answering 202.
     #[arg(long, env = "MATH_WAIT_MS", default_value_t = 5_000)]
     pub wait_ms: u64,
+    /// How long the database keeps a computed value, in seconds (0: for good).
+    #[arg(long, env = "MATH_STORE_RETENTION_SECS", default_value_t = 2_592_000)]
+    pub store_retention_secs: u64,
+    /// Digits of computed values the database keeps in all, the newest first
+    /// (0: no bound). A factorial of a million has 5.5 million.
+    #[arg(long, env = "MATH_STORE_MAX_DIGITS", default_value_t = 200_000_000)]
+    pub store_max_digits: u64,
 }
 
 impl Default for MathConfig {
@@ -114,6 +122,15 @@ impl Default for MathConfig {
 }
 
 impl MathConfig {
+    /// How the database cache of computed values is bounded.
+    pub fn store_bounds(&self) -> purge::StoreBounds {
+        purge::StoreBounds {
+            retention: (self.store_retention_secs > 0)
+                .then(|| Duration::from_secs(self.store_retention_secs)),
+            max_digits: (self.store_max_digits > 0).then_some(self.store_max_digits),
+        }
+    }
+
     /// How long a route waits for a queued computation.
     pub fn wait(&self) -> Duration {
         Duration::from_millis(self.wait_ms)

@@ -45,6 +45,8 @@ pub enum IngestReason {
     Startup,
     /// `POST /rates/refresh`.
     Refresh,
+    /// `POST /schedules/rates.ingest/run`: an operator ran the timetable now.
+    RunNow,
 }
 
 /// Which provider `rates.ingest` fetches from.
