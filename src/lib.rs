@@ -124,6 +124,7 @@ pub async fn run(
     let grace = config.worker.shutdown_grace();
     let mut tasks = tokio::task::JoinSet::new();
     if matches!(role, Role::All | Role::Api) {
+        config.api.check().map_err(anyhow::Error::msg)?;
         let listener = listener.ok_or_else(|| anyhow::anyhow!("the api needs a listener"))?;
         let state = api::AppState {
             store: backends.store.clone(),

@@ -1,6 +1,6 @@
-//! The operator token: when `ADMIN_TOKEN` is set, the mutating operator routes
-//! (`DELETE /jobs/{id}`, `POST /jobs/{id}/retry`, `POST /rates/refresh`) need
-//! `Authorization: Bearer <ADMIN_TOKEN>`. Reads stay open.
+//! The operator tokens: when `ADMIN_TOKEN` is set, the mutating operator routes need
+//! `Authorization: Bearer <ADMIN_TOKEN>` ([`authorize`]), and the operator reads need it
+//! or `READ_TOKEN` ([`authorize_read`]). The feature routes stay open.
 
 use poem::Request;
 use poem::http::header::AUTHORIZATION;
@@ -32,8 +32,33 @@ pub fn authorize(config: &ApiConfig, req: &Request) -> Result<(), Unauthorized> 
     };
     if token.matches(given) {
         Ok(())
+    } else if config.read_token().is_some_and(|read| read.matches(given)) {
+        refuse("the read token (READ_TOKEN) changes nothing: this route needs ADMIN_TOKEN")
     } else {
         refuse("the bearer token is not the admin token")
+    }
+}
+
+/// Lets an operator read through when no admin token is configured, or when it carries
+/// the admin or the read token as a bearer token; otherwise says why not.
+pub fn authorize_read(config: &ApiConfig, req: &Request) -> Result<(), Unauthorized> {
+    let Some(admin) = config.admin_token() else {
+        return Ok(());
+    };
+    let refuse = |message: &str| Err(Unauthorized(Json(ErrorBody::new("unauthorized", message))));
+    let Some(value) = req.headers().get(AUTHORIZATION) else {
+        return refuse("this route needs 'Authorization: Bearer <ADMIN_TOKEN or READ_TOKEN>'");
+    };
+    let Some(given) = value.to_str().ok().and_then(bearer) else {
+        return refuse("the Authorization header is not 'Bearer <token>'");
+    };
+    // Both compared, so that the time taken does not tell which one matched.
+    let admin = admin.matches(given);
+    let read = config.read_token().is_some_and(|read| read.matches(given));
+    if admin | read {
+        Ok(())
+    } else {
+        refuse("the bearer token is neither the admin nor the read token")
     }
 }
 
@@ -54,6 +79,13 @@ mod tests {
         ApiConfig {
             admin_token: token.map(|t| t.parse().unwrap()),
             ..ApiConfig::default()
+        }
+    }
+
+    fn with_reader(admin: &str, read: &str) -> ApiConfig {
+        ApiConfig {
+            read_token: Some(read.parse().unwrap()),
+            ..config(Some(admin))
         }
     }
 
@@ -108,5 +140,33 @@ mod tests {
             assert!(got.contains(expected), "{header:?}: {got}");
             assert!(!got.contains("t0k3n") && !got.contains("wrong"), "{got}");
         }
+    }
+
+    #[test]
+    fn reads_take_either_token_and_changes_the_admin_one_only() {
+        let config = with_reader("adm1n", "r3ad");
+        let read = |header| message(authorize_read(&config, &request(header)));
+        let change = |header| message(authorize(&config, &request(header)));
+        assert_eq!(read(Some("Bearer adm1n")), "ok");
+        assert_eq!(read(Some("Bearer r3ad")), "ok");
+        assert!(read(None).contains("ADMIN_TOKEN or READ_TOKEN"));
+        assert!(read(Some("Bearer nope")).contains("neither"));
+        assert_eq!(change(Some("Bearer adm1n")), "ok");
+        assert!(change(Some("Bearer r3ad")).contains("needs ADMIN_TOKEN"));
+        // Without an admin token, reads are open as every route is.
+        assert_eq!(
+            message(authorize_read(&self::config(None), &request(None))),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn a_read_token_alone_is_refused() {
+        let config = ApiConfig {
+            read_token: Some("r3ad".parse().unwrap()),
+            ..config(None)
+        };
+        assert!(config.check().unwrap_err().contains("READ_TOKEN"));
+        assert!(with_reader("a", "r").check().is_ok());
     }
 }

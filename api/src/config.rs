@@ -11,12 +11,23 @@ pub struct ApiConfig {
     /// Largest page of `GET /jobs`.
     #[arg(long, env = "JOBS_PAGE_MAX", default_value_t = 500)]
     pub jobs_page_max: u64,
-    /// Bearer token of the mutating operator routes (`DELETE /jobs/{id}`,
-    /// `POST /jobs/{id}/retry`, `POST /jobs/bulk`, `POST /rates/refresh`) and of the
-    /// test kind's `POST /jobs/noop`: when set, they answer 401 without
-    /// `Authorization: Bearer <token>`. Unset or empty: open. Never logged.
-    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    /// Bearer token of the operator routes: when set, the mutating ones
+    /// (`DELETE /jobs/{id}`, `POST /jobs/…`, `POST /queues/…`, `POST /schedules/…`,
+    /// `POST /rates/refresh`, the test kind's `POST /jobs/noop`) answer 401 without
+    /// `Authorization: Bearer <token>`, and the operator reads (`/jobs…`, `/queues`,
+    /// `/schedules`, `/metrics`) without it or `READ_TOKEN`. Unset or empty: open.
+    /// From the environment only (a command-line value would show in `ps`); never
+    /// logged.
+    #[arg(skip = Secret::from_env("ADMIN_TOKEN"))]
     pub admin_token: Option<Secret>,
+    /// With `ADMIN_TOKEN` set, a second bearer token that reads the operator routes
+    /// and changes nothing (for dashboards and monitoring). From the environment only.
+    #[arg(skip = Secret::from_env("READ_TOKEN"))]
+    pub read_token: Option<Secret>,
+    /// With `ADMIN_TOKEN` set, serve `/metrics` without a token (for a Prometheus that
+    /// scrapes without credentials).
+    #[arg(long, env = "METRICS_PUBLIC", default_value_t = false, action = clap::ArgAction::Set)]
+    pub metrics_public: bool,
     /// Largest request body in bytes; a larger one is answered 413. The default, 4 MiB,
     /// holds a full `POST /process_reports` batch of `REPORTS_BATCH_MAX` reports with
     /// room to spare.
@@ -39,6 +50,20 @@ impl ApiConfig {
     /// The admin token, when one is set and not empty.
     pub fn admin_token(&self) -> Option<&Secret> {
         self.admin_token.as_ref().filter(|t| !t.is_empty())
+    }
+
+    /// The read token, when one is set and not empty.
+    pub fn read_token(&self) -> Option<&Secret> {
+        self.read_token.as_ref().filter(|t| !t.is_empty())
+    }
+
+    /// Refuses settings that cannot mean what they say: a read token without an admin
+    /// token would guard the reads and leave every change open.
+    pub fn check(&self) -> Result<(), String> {
+        if self.read_token().is_some() && self.admin_token().is_none() {
+            return Err("READ_TOKEN is set without ADMIN_TOKEN: set both, or neither".into());
+        }
+        Ok(())
     }
 }
 

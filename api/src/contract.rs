@@ -30,6 +30,8 @@ pub struct Bounds {
     pub reports_batch_max: usize,
     /// Whether `ADMIN_TOKEN` is set, so that the operator routes need it.
     pub admin_token: bool,
+    /// Whether `/metrics` is served without a token (`METRICS_PUBLIC`).
+    pub metrics_public: bool,
 }
 
 impl Bounds {
@@ -41,6 +43,7 @@ impl Bounds {
             jobs_page_max: state.config.jobs_page_max,
             reports_batch_max: state.reports().batch_max,
             admin_token: state.config.admin_token().is_some(),
+            metrics_public: state.config.metrics_public,
         }
     }
 }
@@ -55,6 +58,15 @@ pub const ADMIN_OPERATIONS: &[(&str, &str)] = &[
     ("post", "/queues/{queue}/pause"),
     ("post", "/queues/{queue}/resume"),
     ("post", "/schedules/{name}/run"),
+];
+
+/// The operator reads that need `ADMIN_TOKEN` or `READ_TOKEN` when a token is set
+/// (`/metrics` too, unless `METRICS_PUBLIC`).
+pub const READ_OPERATIONS: &[(&str, &str)] = &[
+    ("get", "/jobs"),
+    ("get", "/jobs/{id}"),
+    ("get", "/queues"),
+    ("get", "/schedules"),
 ];
 
 /// The request bodies' schemas: their optional fields read `null` as absent, and an
@@ -105,7 +117,7 @@ pub fn declare(mut doc: Value, bounds: &Bounds) -> Value {
     }
     declare_reports(&mut doc, bounds);
     if bounds.admin_token {
-        declare_admin(&mut doc);
+        declare_admin(&mut doc, bounds.metrics_public);
     }
     doc
 }
@@ -273,15 +285,25 @@ fn declare_reports(doc: &mut Value, bounds: &Bounds) {
 }
 
 /// The bearer scheme, and the operator operations that need it.
-fn declare_admin(doc: &mut Value) {
+fn declare_admin(doc: &mut Value, metrics_public: bool) {
     doc["components"]["securitySchemes"] = json!({
         "adminToken": {
             "type": "http",
             "scheme": "bearer",
-            "description": "`Authorization: Bearer <ADMIN_TOKEN>`, the token the server was started with."
+            "description": "`Authorization: Bearer <ADMIN_TOKEN>`, the token the server was \
+                started with; the operator reads take `READ_TOKEN` too."
         }
     });
-    for (method, path) in ADMIN_OPERATIONS {
+    let metrics: &[(&str, &str)] = if metrics_public {
+        &[]
+    } else {
+        &[("get", "/metrics")]
+    };
+    for (method, path) in ADMIN_OPERATIONS
+        .iter()
+        .chain(READ_OPERATIONS)
+        .chain(metrics)
+    {
         let operation = operation_mut(doc, method, path);
         operation["security"] = json!([{"adminToken": []}]);
     }
@@ -338,7 +360,12 @@ mod tests {
                 .unwrap()
                 .push(param(name));
         }
-        for (method, path) in ADMIN_OPERATIONS {
+        let metrics = [("get", "/metrics")];
+        for (method, path) in ADMIN_OPERATIONS
+            .iter()
+            .chain(READ_OPERATIONS)
+            .chain(&metrics)
+        {
             let ops = paths.entry(*path).or_insert_with(|| json!({}));
             if ops.get(*method).is_none() {
                 ops[*method] = json!({});
@@ -369,6 +396,7 @@ mod tests {
             jobs_page_max: 500,
             reports_batch_max: 1_000,
             admin_token,
+            metrics_public: false,
         }
     }
 
@@ -455,12 +483,25 @@ mod tests {
             guarded["components"]["securitySchemes"]["adminToken"]["scheme"],
             "bearer"
         );
-        for (method, path) in ADMIN_OPERATIONS {
+        for (method, path) in ADMIN_OPERATIONS.iter().chain(READ_OPERATIONS) {
             assert_eq!(
                 guarded["paths"][path][method]["security"],
                 json!([{"adminToken": []}])
             );
         }
+        assert!(
+            guarded["paths"]["/metrics"]["get"]
+                .get("security")
+                .is_some()
+        );
+        let public = declare(
+            generated(),
+            &Bounds {
+                metrics_public: true,
+                ..bounds(true)
+            },
+        );
+        assert!(public["paths"]["/metrics"]["get"].get("security").is_none());
     }
 
     #[test]

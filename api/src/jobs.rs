@@ -10,7 +10,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use serde_json::Value;
 
-use crate::auth::{CHALLENGE, Unauthorized, authorize};
+use crate::auth::{CHALLENGE, Unauthorized, authorize, authorize_read};
 use crate::enqueue::{EnqueueError, enqueue, idempotency_key};
 use crate::error::{ErrorBody, UNSUPPORTED_MEDIA_TYPE, quote, wrong_media_type};
 use crate::state::AppState;
@@ -241,6 +241,10 @@ pub enum JobAnswer {
     /// Bad request.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// `ADMIN_TOKEN` is set and the request carries neither it nor `READ_TOKEN` as a
+    /// bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// No such job.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -263,6 +267,10 @@ pub enum PageAnswer {
     /// Bad filter or limit.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// `ADMIN_TOKEN` is set and the request carries neither it nor `READ_TOKEN` as a
+    /// bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// The database is unavailable.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
@@ -338,6 +346,10 @@ pub enum QueuesAnswer {
     /// Bad request.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// `ADMIN_TOKEN` is set and the request carries neither it nor `READ_TOKEN` as a
+    /// bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// The database or the queue is unavailable.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
@@ -630,7 +642,10 @@ fn not_found(id: &str) -> Json<ErrorBody> {
 impl JobsApi {
     /// One job record.
     #[oai(path = "/jobs/:id", method = "get")]
-    async fn get_job(&self, id: Path<String>) -> JobAnswer {
+    async fn get_job(&self, req: &Request, id: Path<String>) -> JobAnswer {
+        if let Err(Unauthorized(body)) = authorize_read(&self.state.config, req) {
+            return JobAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
         let job = match job_id(&id) {
             Ok(job) => job,
             Err(missing) => return JobAnswer::NotFound(missing),
@@ -646,6 +661,7 @@ impl JobsApi {
     #[oai(path = "/jobs", method = "get")]
     async fn list_jobs(
         &self,
+        req: &Request,
         status: Query<Option<StatusParam>>,
         /// A kind's name (`system.noop`), or part of one (`noop`, `math.`): the jobs of
         /// every kind of this build whose name contains it, ignoring case.
@@ -655,6 +671,9 @@ impl JobsApi {
         limit: Query<Option<u64>>,
         before: Query<Option<String>>,
     ) -> PageAnswer {
+        if let Err(Unauthorized(body)) = authorize_read(&self.state.config, req) {
+            return PageAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
         let max = self.state.config.jobs_page_max;
         let limit = limit.0.unwrap_or(50.min(max));
         if limit == 0 || limit > max {
@@ -879,7 +898,10 @@ impl JobsApi {
 
     /// Per queue: job records by status, tasks waiting, workers alive.
     #[oai(path = "/queues", method = "get")]
-    async fn queues(&self) -> QueuesAnswer {
+    async fn queues(&self, req: &Request) -> QueuesAnswer {
+        if let Err(Unauthorized(body)) = authorize_read(&self.state.config, req) {
+            return QueuesAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
         let counts = match self.state.store.queue_counts().await {
             Ok(counts) => counts,
             Err(err) => return QueuesAnswer::Unavailable(unavailable(err)),

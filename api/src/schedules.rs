@@ -13,7 +13,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 use serde_json::Value;
 
-use crate::auth::{CHALLENGE, Unauthorized, authorize};
+use crate::auth::{CHALLENGE, Unauthorized, authorize, authorize_read};
 use crate::enqueue::enqueue;
 use crate::error::{ErrorBody, quote};
 use crate::jobs::Accepted;
@@ -147,6 +147,10 @@ pub enum SchedulesAnswer {
     /// Every timetable.
     #[oai(status = 200)]
     Ok(Json<Vec<ScheduleView>>),
+    /// `ADMIN_TOKEN` is set and the request carries neither it nor `READ_TOKEN` as a
+    /// bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// The database is unavailable.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
@@ -227,7 +231,10 @@ impl SchedulesApi {
     /// with its interval and stuck-job threshold (no next or last run: the api cannot
     /// know them).
     #[oai(path = "/schedules", method = "get")]
-    async fn schedules(&self) -> SchedulesAnswer {
+    async fn schedules(&self, req: &Request) -> SchedulesAnswer {
+        if let Err(Unauthorized(body)) = authorize_read(&self.state.config, req) {
+            return SchedulesAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
         match self.rates(Utc::now()).await {
             Ok(rates) => SchedulesAnswer::Ok(Json(vec![
                 rates,

@@ -1,9 +1,11 @@
 //! `/`, `/ping`, `/health`, `/ready`, `/metrics`.
 
+use poem::Request;
 use poem_openapi::param::Header;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
+use crate::auth::{CHALLENGE, Unauthorized, authorize_read};
 use crate::error::ErrorBody;
 use crate::state::AppState;
 
@@ -24,6 +26,18 @@ fn pong() -> Json<Pong> {
     Json(Pong {
         message: "pong".to_owned(),
     })
+}
+
+/// Answers of `GET /metrics`.
+#[derive(ApiResponse)]
+pub enum MetricsAnswer {
+    /// Prometheus text.
+    #[oai(status = 200)]
+    Ok(PlainText<String>),
+    /// `ADMIN_TOKEN` is set (and `METRICS_PUBLIC` is not) and the request carries
+    /// neither it nor `READ_TOKEN` as a bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
 }
 
 /// Answers of `GET /`.
@@ -148,7 +162,12 @@ impl SystemApi {
 
     /// Prometheus text: requests, jobs by kind and outcome, job latency, queue depth.
     #[oai(path = "/metrics", method = "get")]
-    async fn metrics(&self) -> PlainText<String> {
+    async fn metrics(&self, req: &Request) -> MetricsAnswer {
+        if !self.state.config.metrics_public
+            && let Err(Unauthorized(body)) = authorize_read(&self.state.config, req)
+        {
+            return MetricsAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
         for &queue in &self.state.queues {
             match self.state.queue.depth(queue).await {
                 Ok(depth) => self.state.metrics.queue_depth(queue, depth),
@@ -156,6 +175,6 @@ impl SystemApi {
             }
         }
         self.state.features.fanouts.scrape();
-        PlainText(self.state.metrics.render())
+        MetricsAnswer::Ok(PlainText(self.state.metrics.render()))
     }
 }

@@ -38,6 +38,12 @@ impl Secret {
         equal.into()
     }
 
+    /// The secret in environment variable `name`, if set and valid UTF-8. Secrets are
+    /// read from the environment only: a command-line argument would show in `ps`.
+    pub fn from_env(name: &str) -> Option<Secret> {
+        std::env::var(name).ok().map(Secret)
+    }
+
     /// Whether the secret is empty (an empty variable means "not set").
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

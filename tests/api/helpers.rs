@@ -34,7 +34,11 @@ pub(crate) enum Stack {
 /// A running Conveyor and its client.
 pub(crate) struct TestApp {
     pub(crate) address: String,
+    /// A plain client: it sends only what a test adds.
     pub(crate) client: reqwest::Client,
+    /// The client of the helpers below: it carries the app's `ADMIN_TOKEN`, when one
+    /// is set, as an operator would.
+    operator: reqwest::Client,
     pub(crate) backends: Backends,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
@@ -255,9 +259,26 @@ pub(crate) async fn spawn_with(config: Config, resources: Resources, role: Role)
         },
     );
     let handle = tokio::spawn(run);
+    let operator = match config.api.admin_token() {
+        Some(token) => {
+            let mut headers = reqwest::header::HeaderMap::new();
+            let bearer = format!("Bearer {}", token.expose());
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                bearer.parse().expect("a token is a header value"),
+            );
+            engine::http::install_tls_provider();
+            reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("client")
+        }
+        None => http_client(),
+    };
     TestApp {
         address,
         client: http_client(),
+        operator,
         backends,
         shutdown: Some(tx),
         handle: Some(handle),
@@ -311,13 +332,13 @@ impl TestApp {
     }
 
     pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        let response = self.operator.get(self.url(path)).send().await.expect("GET");
         read(response).await
     }
 
     pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self
-            .client
+            .operator
             .post(self.url(path))
             .json(body)
             .send()
@@ -328,7 +349,7 @@ impl TestApp {
 
     pub(crate) async fn delete(&self, path: &str) -> (u16, Value) {
         let response = self
-            .client
+            .operator
             .delete(self.url(path))
             .send()
             .await

@@ -265,7 +265,7 @@ async fn the_openapi_document_lists_schedules_with_its_answers(stack: Stack) {
         .as_object()
         .expect("GET /schedules is documented");
     let codes: Vec<&str> = responses.keys().map(String::as_str).collect();
-    assert_eq!(codes, ["200", "503"]);
+    assert_eq!(codes, ["200", "401", "503"]);
     // Only what every entry has is required; the rest is optional, and absent when
     // it does not apply.
     let view = &doc["components"]["schemas"]["ScheduleView"];

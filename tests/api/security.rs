@@ -90,8 +90,7 @@ async fn operator_routes_need_the_admin_token_when_it_is_set() {
         jobs_before
     );
 
-    // With the token: the retry runs (the job fails again: it fails 10 times) and a
-    // read needs no token at all.
+    // With the token: the retry runs (the job fails again: it fails 10 times).
     let bearer = format!("Bearer {TOKEN}");
     let (status, _, body) = send(
         app.client
@@ -119,6 +118,101 @@ async fn operator_routes_need_the_admin_token_when_it_is_set() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_reads_need_a_token_when_one_is_set() {
+    const READ: &str = "read-only-token";
+    let app = app_with(|c| {
+        c.api.admin_token = Some(TOKEN.parse().expect("infallible"));
+        c.api.read_token = Some(READ.parse().expect("infallible"));
+    })
+    .await;
+    let dead = dead_job(&app).await;
+    let reads = [
+        format!("/jobs/{dead}"),
+        "/jobs".to_owned(),
+        "/queues".to_owned(),
+        "/schedules".to_owned(),
+        "/metrics".to_owned(),
+    ];
+    for path in &reads {
+        for authorization in [None, Some("Bearer wrong".to_owned())] {
+            let mut request = app.client.get(app.url(path));
+            if let Some(value) = &authorization {
+                request = request.header("Authorization", value);
+            }
+            let (status, challenge, body) = send(request).await;
+            assert_eq!(status, 401, "{path} with {authorization:?}: {body}");
+            assert!(challenge.is_some_and(|c| c.starts_with("Bearer")));
+            let text = body.to_string();
+            assert!(!text.contains(TOKEN) && !text.contains(READ), "{body}");
+        }
+        for token in [TOKEN, READ] {
+            let request = app.client.get(app.url(path)).bearer_auth(token);
+            let (status, _, body) = send(request).await;
+            assert_eq!(status, 200, "{path} with a valid token: {body}");
+        }
+    }
+    // The read token changes nothing.
+    let (status, _, body) = send(
+        app.client
+            .post(app.url(&format!("/jobs/{dead}/retry")))
+            .bearer_auth(READ),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("needs ADMIN_TOKEN"),
+        "{body}"
+    );
+    assert_eq!(app.job(&dead).await["status"], "dead");
+    // The product's own routes stay open.
+    for path in ["/ping", "/ready", "/process_statistics", "/rates", "/ui"] {
+        let status = app
+            .client
+            .get(app.url(path))
+            .send()
+            .await
+            .expect("GET")
+            .status();
+        assert_ne!(status.as_u16(), 401, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_can_be_left_public_for_a_scraper() {
+    let app = app_with(|c| {
+        c.api.admin_token = Some(TOKEN.parse().expect("infallible"));
+        c.api.metrics_public = true;
+    })
+    .await;
+    let (status, _, body) = send(app.client.get(app.url("/metrics"))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = send(app.client.get(app.url("/queues"))).await;
+    assert_eq!(status, 401, "only /metrics is public: {body}");
+}
+
+#[tokio::test]
+async fn a_read_token_without_an_admin_token_is_refused_at_start() {
+    let (mut config, resources) = test_config(Stack::Embedded).await;
+    config.api.read_token = Some("read".parse().expect("infallible"));
+    let backends = conveyor::connect(&config, true).await.expect("connect");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let err = conveyor::run(
+        conveyor::Role::Api,
+        config,
+        backends,
+        Some(listener),
+        async {},
+    )
+    .await
+    .expect_err("refused");
+    assert!(err.to_string().contains("READ_TOKEN"), "{err}");
+    drop(resources);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operator_routes_are_open_without_a_token_and_document_401() {
     let app = app_with(|c| c.api.admin_token = Some("".parse().expect("infallible"))).await;
     let dead = dead_job(&app).await;
@@ -141,7 +235,9 @@ async fn operator_routes_are_open_without_a_token_and_document_401() {
         });
         assert!(challenge.is_some(), "{method} {path}: {answer}");
     }
-    assert!(doc["paths"]["/jobs/{id}"]["get"]["responses"]["401"].is_null());
+    // The operator reads answer 401 too when a token is set; the product's routes never.
+    assert!(doc["paths"]["/jobs/{id}"]["get"]["responses"]["401"].is_object());
+    assert!(doc["paths"]["/process_statistics"]["get"]["responses"]["401"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -458,7 +554,11 @@ async fn with_a_token_the_document_declares_the_bearer_scheme_of_the_operator_ro
             "{method} {path}"
         );
     }
-    assert!(doc["paths"]["/jobs"]["get"].get("security").is_none());
+    assert_eq!(
+        doc["paths"]["/jobs"]["get"]["security"],
+        json!([{ "adminToken": [] }])
+    );
+    assert!(doc["paths"]["/ping"]["get"].get("security").is_none());
     // Swagger UI shows the same document, so that it offers "Authorize".
     let docs = app
         .client

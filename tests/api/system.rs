@@ -113,9 +113,9 @@ async fn the_openapi_document_lists_every_route_with_its_answers() {
         ("/ping", "get", &["200"]),
         ("/health", "get", &["200"]),
         ("/ready", "get", &["200", "503"]),
-        ("/metrics", "get", &["200"]),
-        ("/jobs", "get", &["200", "400", "503"]),
-        ("/jobs/{id}", "get", &["200", "404", "503"]),
+        ("/metrics", "get", &["200", "401"]),
+        ("/jobs", "get", &["200", "400", "401", "503"]),
+        ("/jobs/{id}", "get", &["200", "401", "404", "503"]),
         ("/jobs/{id}", "delete", &["200", "401", "404", "409", "503"]),
         (
             "/jobs/{id}/retry",
@@ -128,7 +128,23 @@ async fn the_openapi_document_lists_every_route_with_its_answers() {
             &["202", "400", "401", "415", "422", "503"],
         ),
         ("/jobs/math", "post", &["202", "400", "415", "422", "503"]),
-        ("/queues", "get", &["200", "503"]),
+        ("/queues", "get", &["200", "401", "503"]),
+        (
+            "/queues/{queue}/pause",
+            "post",
+            &["200", "401", "404", "503"],
+        ),
+        (
+            "/queues/{queue}/resume",
+            "post",
+            &["200", "401", "404", "503"],
+        ),
+        ("/jobs/bulk", "post", &["200", "400", "401", "415", "503"]),
+        (
+            "/schedules/{name}/run",
+            "post",
+            &["202", "401", "404", "409", "503"],
+        ),
         (
             "/process_report",
             "post",

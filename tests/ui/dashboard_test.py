@@ -26,6 +26,7 @@ from selenium.webdriver.support.ui import Select
 
 BASE = os.environ["CONVEYOR_URL"].rstrip("/")
 TOKEN = os.environ.get("ADMIN_TOKEN", "")
+READ_TOKEN = os.environ.get("READ_TOKEN", "")
 SHOT_DESKTOP = os.environ.get("SCREENSHOT", "target/ui-dashboard.png")
 SHOT_PHONE = os.environ.get("SCREENSHOT_PHONE", "target/ui-dashboard-phone.png")
 SHOT_DARK = os.environ.get("SCREENSHOT_DARK", "target/ui-dashboard-dark.png")
@@ -79,7 +80,7 @@ def enqueue_noop(args):
 
 
 def job_status(job_id):
-    status, body = api("GET", f"/jobs/{job_id}")
+    status, body = api("GET", f"/jobs/{job_id}", token=True)
     assert status == 200, f"GET /jobs/{job_id} answered {status} {body}"
     return body["status"]
 
@@ -210,6 +211,13 @@ class Run:
     def the_page_opens_and_the_overview_shows_the_default_queue(self):
         self.driver = browser()
         self.driver.get(f"{BASE}/ui")
+        if READ_TOKEN:
+            # The operator reads need a token: without one the page says so, and the
+            # read-only token shows everything.
+            until("the overview to ask for a token", lambda: (
+                lambda e: e and e.is_displayed() and "READ_TOKEN" in e.text)(
+                    find(self.driver, "#queues-error")), ui_wait)
+            self.driver.find_element(By.ID, "admin-token").send_keys(READ_TOKEN)
         until("the default queue in the overview",
               lambda: find(self.driver, '#queues-body tr[data-queue="default"]'), ui_wait)
         until("a worker alive on the default queue",
@@ -283,7 +291,7 @@ class Run:
             self.driver, '#action-message[data-kind="ok"]:not([hidden])'), ui_wait)
         assert job_status(self.dead_id) == "succeeded"
         # Its failed attempts stay visible in the panel, one per failure.
-        status, record = api("GET", f"/jobs/{self.dead_id}")
+        status, record = api("GET", f"/jobs/{self.dead_id}", token=True)
         failed = len(record.get("attempt_log", []))
         assert failed >= 1, f"no attempt log in {record}"
         items = self.driver.find_elements(By.CSS_SELECTOR, "#job-detail #detail-attempts li")
@@ -390,7 +398,7 @@ class Run:
         text = message.text
         assert "2 jobs discarded" in text, text
         for job_id in ids:
-            status, _ = api("GET", f"/jobs/{job_id}")
+            status, _ = api("GET", f"/jobs/{job_id}", token=True)
             assert status == 404, f"discarded job {job_id} answered {status}"
         Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
         Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("")

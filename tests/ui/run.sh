@@ -76,6 +76,7 @@ trap cleanup EXIT INT TERM
 PORT=$(free_port)
 SANDBOX_PORT=$(free_port)
 ADMIN_TOKEN="ui-test-$RANDOM$RANDOM"
+READ_TOKEN="ui-read-$RANDOM$RANDOM"
 SANDBOX="http://127.0.0.1:$SANDBOX_PORT"
 
 # A clean environment: only what is set here reaches the processes (no REDIS_URL, no
@@ -92,6 +93,7 @@ env -i PATH="$PATH" HOME="${HOME:-/tmp}" RUST_LOG=warn \
   DATABASE_URL="sqlite://$WORK/ui.db?mode=rwc" \
   BIND_ADDR="127.0.0.1:$PORT" \
   ADMIN_TOKEN="$ADMIN_TOKEN" \
+  READ_TOKEN="$READ_TOKEN" \
   JOB_MAX_ATTEMPTS=2 \
   JOB_BACKOFF_BASE_MS=50 \
   JOB_BACKOFF_MAX_MS=200 \
@@ -128,7 +130,7 @@ until answers "$URL/ready" && answers "$SANDBOX/vast"; do
 done
 log "conveyor at $URL (sandbox $SANDBOX)"
 
-CONVEYOR_URL="$URL" ADMIN_TOKEN="$ADMIN_TOKEN" \
+CONVEYOR_URL="$URL" ADMIN_TOKEN="$ADMIN_TOKEN" READ_TOKEN="$READ_TOKEN" \
   SCREENSHOT="$ROOT/target/ui-dashboard.png" \
   SCREENSHOT_PHONE="$ROOT/target/ui-dashboard-phone.png" \
   SCREENSHOT_DARK="$ROOT/target/ui-dashboard-dark.png" \

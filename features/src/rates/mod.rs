@@ -75,8 +75,9 @@ pub struct RatesConfig {
     /// fixer.io's API root; `GET {FIXER_URL}/{YYYY-MM-DD}?access_key=…&base=EUR`.
     #[arg(long, env = "FIXER_URL", default_value = "https://data.fixer.io/api")]
     pub fixer_url: String,
-    /// fixer.io access key. Never logged, never in errors.
-    #[arg(long, env = "FIXER_KEY", hide_env_values = true)]
+    /// fixer.io access key, from the environment only (a command-line value would show
+    /// in `ps`). Never logged, never in errors.
+    #[arg(skip = Secret::from_env("FIXER_KEY"))]
     pub fixer_key: Option<Secret>,
     /// frankfurter's API root; `GET {FRANKFURTER_URL}/{YYYY-MM-DD}?from=EUR`.
     #[arg(
