@@ -23,19 +23,18 @@ pub fn authorize(config: &ApiConfig, req: &Request) -> Result<(), Unauthorized> 
     let Some(token) = config.admin_token() else {
         return Ok(());
     };
-    let refuse = |message: &str| Err(Unauthorized(Json(ErrorBody::new("unauthorized", message))));
-    let Some(value) = req.headers().get(AUTHORIZATION) else {
-        return refuse("this route needs 'Authorization: Bearer <ADMIN_TOKEN>'");
-    };
-    let Some(given) = value.to_str().ok().and_then(bearer) else {
-        return refuse("the Authorization header is not 'Bearer <token>'");
-    };
+    let given = bearer_of(
+        req,
+        "this route needs 'Authorization: Bearer <ADMIN_TOKEN>'",
+    )?;
     if token.matches(given) {
         Ok(())
     } else if config.read_token().is_some_and(|read| read.matches(given)) {
-        refuse("the read token (READ_TOKEN) changes nothing: this route needs ADMIN_TOKEN")
+        Err(refused(
+            "the read token (READ_TOKEN) changes nothing: this route needs ADMIN_TOKEN",
+        ))
     } else {
-        refuse("the bearer token is not the admin token")
+        Err(refused("the bearer token is not the admin token"))
     }
 }
 
@@ -45,21 +44,39 @@ pub fn authorize_read(config: &ApiConfig, req: &Request) -> Result<(), Unauthori
     let Some(admin) = config.admin_token() else {
         return Ok(());
     };
-    let refuse = |message: &str| Err(Unauthorized(Json(ErrorBody::new("unauthorized", message))));
-    let Some(value) = req.headers().get(AUTHORIZATION) else {
-        return refuse("this route needs 'Authorization: Bearer <ADMIN_TOKEN or READ_TOKEN>'");
-    };
-    let Some(given) = value.to_str().ok().and_then(bearer) else {
-        return refuse("the Authorization header is not 'Bearer <token>'");
-    };
+    let given = bearer_of(
+        req,
+        "this route needs 'Authorization: Bearer <ADMIN_TOKEN or READ_TOKEN>'",
+    )?;
     // Both compared, so that the time taken does not tell which one matched.
     let admin = admin.matches(given);
     let read = config.read_token().is_some_and(|read| read.matches(given));
     if admin | read {
         Ok(())
     } else {
-        refuse("the bearer token is neither the admin nor the read token")
+        Err(refused(
+            "the bearer token is neither the admin nor the read token",
+        ))
     }
+}
+
+/// The 401 answer with this message.
+fn refused(message: &str) -> Unauthorized {
+    Unauthorized(Json(ErrorBody::new("unauthorized", message)))
+}
+
+/// The bearer token the request carries; `missing` is the message when it carries no
+/// `Authorization` header at all.
+fn bearer_of<'a>(req: &'a Request, missing: &str) -> Result<&'a str, Unauthorized> {
+    let value = req
+        .headers()
+        .get(AUTHORIZATION)
+        .ok_or_else(|| refused(missing))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(bearer)
+        .ok_or_else(|| refused("the Authorization header is not 'Bearer <token>'"))
 }
 
 /// The token of a `Bearer <token>` credential (the scheme is case-insensitive).

@@ -853,7 +853,45 @@
 
   // Polls at once (after the poll in flight, if any) instead of waiting for the timer.
   function refresh() {
+    writeUrl();
     poll();
+  }
+
+  // ---------------------------------------------------------------- the URL
+
+  // The jobs view lives in the URL (`#jobs?status=dead&queue=default&kind=noop&job=…`),
+  // so that a reload keeps it and a link opens it. Pages are not kept: they are
+  // cursors into a list that moves.
+  function urlState() {
+    const { status, queue, kind } = view.filter;
+    return query({ status, queue, kind, job: view.selected });
+  }
+
+  function writeUrl() {
+    const state = urlState();
+    const hash = state ? `#jobs${state}` : "";
+    const current = location.hash.startsWith("#jobs?") ? location.hash : "";
+    if (hash !== current) {
+      history.replaceState(null, "", hash || `${location.pathname}${location.search}`);
+    }
+  }
+
+  // Takes the jobs view from the URL; whether it held one.
+  function readUrl() {
+    if (!location.hash.startsWith("#jobs?")) return false;
+    const params = new URLSearchParams(location.hash.slice("#jobs?".length));
+    const status = params.get("status") || "";
+    view.filter.status = [...$("filter-status").options].some((o) => o.value === status) ? status : "";
+    view.filter.queue = params.get("queue") || "";
+    view.filter.kind = params.get("kind") || "";
+    view.selected = params.get("job") || null;
+    $("filter-status").value = view.filter.status;
+    if (view.filter.queue) queueOptions([view.filter.queue]);
+    $("filter-queue").value = view.filter.queue;
+    $("filter-kind").value = view.filter.kind;
+    renderBulk();
+    resetPages();
+    return true;
   }
 
   function refreshFeatures() {
@@ -929,6 +967,14 @@
       if (!document.hidden) refresh();
     });
     window.addEventListener("resize", () => renderThroughput());
+    // A link pasted into this tab, or the back button: show what it names.
+    window.addEventListener("hashchange", () => {
+      if (location.hash.startsWith("#jobs?") && location.hash !== `#jobs${urlState()}`) {
+        readUrl();
+        poll();
+      }
+    });
+    if (readUrl()) $("jobs").scrollIntoView();
     poll();
   }
 

@@ -414,6 +414,27 @@ class Run:
         until("the run as the timetable's last", lambda: (
             lambda e: e and "run_now" in e.text)(find(self.driver, row)), ui_wait)
 
+    def a_link_opens_a_job_with_its_filters(self):
+        self.driver.get(f"{BASE}/ui#jobs?status=succeeded&queue=default&job={self.dead_id}")
+        until("the linked job's panel", lambda: find(
+            self.driver, f'#job-detail[data-job-id="{self.dead_id}"]'), ui_wait)
+        selected = lambda id_: Select(self.driver.find_element(By.ID, id_)).first_selected_option \
+            .get_attribute("value")
+        assert (selected("filter-status"), selected("filter-queue")) == ("succeeded", "default"), \
+            "the link's filters are not shown"
+        until("the linked filters' jobs", lambda: find(
+            self.driver, '#jobs-body tr[data-queue="default"][data-status="succeeded"]'), ui_wait)
+        # A filter chosen on the page goes into the address, and a reload keeps it.
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("dead")
+        until("the address to follow the filter", lambda: "status=dead" in self.driver.current_url,
+              ui_wait)
+        self.driver.refresh()
+        until("the filter kept over a reload", lambda: selected("filter-status") == "dead", ui_wait)
+        until("the job kept over a reload", lambda: find(
+            self.driver, f'#job-detail[data-job-id="{self.dead_id}"]'), ui_wait)
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
+        Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("")
+
     def schedules_and_features_render(self):
         until("the rates timetable, off", lambda: find(
             self.driver, '#schedules-body tr[data-schedule="rates.ingest"] .badge[data-status="off"]'),
@@ -503,6 +524,8 @@ def main():
         run.check("schedules and features render, errors as messages",
                   run.schedules_and_features_render)
         run.check("a timetable runs now from its row", run.a_timetable_runs_now)
+        run.check("a link opens a job with its filters; a reload keeps them",
+                  run.a_link_opens_a_job_with_its_filters)
         run.check("the page logs no script error", run.the_page_logs_no_script_error)
         run.check("desktop screenshot", run.desktop_screenshot)
         run.check("dark palette screenshot (viewport)", run.dark_screenshot)
