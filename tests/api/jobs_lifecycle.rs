@@ -910,3 +910,36 @@ async fn a_pause_outlasts_a_restart() {
     app.wait_for_status(&id, "succeeded", WITHIN).await;
     app.stop().await.expect("every role stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_hangs_up_leaves_no_job_without_its_task() {
+    let app = spawn_app(Stack::Embedded).await;
+    crate::helpers::http_client();
+    // Clients that give up at every point of the way: before the record is written,
+    // between it and the push of its task, after.
+    for i in 0..300u64 {
+        let hasty = reqwest::Client::builder()
+            .timeout(Duration::from_micros(300 + (i % 50) * 100))
+            .build()
+            .expect("client");
+        let _ = hasty
+            .post(app.url("/jobs/noop"))
+            .json(&json!({}))
+            .send()
+            .await;
+    }
+    // Every job that was made runs: none stays queued for want of its task.
+    let deadline = std::time::Instant::now() + WITHIN;
+    loop {
+        let (_, page) = app.get("/jobs?status=queued&limit=500").await;
+        let queued = page["jobs"].as_array().map_or(0, Vec::len);
+        if queued == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{queued} jobs left queued without a task by clients that hung up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
