@@ -332,30 +332,37 @@ class Run:
         until("the overview again", lambda: find(
             self.driver, '#queues-body tr[data-queue="default"]'), ui_wait)
 
-    def dead_jobs_are_retried_in_bulk(self):
-        # Three more dead jobs (2 attempts each); a retry's fresh budget lets them pass.
-        ids = [enqueue_noop({"fail_times": 2}) for _ in range(3)]
+    def bulk_on_dead_jobs(self, count, button_id, label, confirm, done):
+        """`count` new dead jobs of the default queue, then the bulk button `button_id`
+        under the dead filter, confirmed; the jobs' ids once the page says `done`."""
+        ids = [enqueue_noop({"fail_times": 2}) for _ in range(count)]
         for job_id in ids:
             until(f"job {job_id} to be dead", lambda: job_status(job_id) == "dead", 30)
         Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("default")
         Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("dead")
-        button = until("the bulk button", lambda: find(self.driver, "#bulk-action:not([hidden])"),
-                       ui_wait)
-        assert button.text == "Retry all dead", f"the bulk button says {button.text!r}"
+        button = until(f"the {label} button", lambda: find(
+            self.driver, f"#{button_id}:not([hidden])"), ui_wait)
+        assert button.text == label, f"the bulk button says {button.text!r}"
         button.click()
         alert = self.driver.switch_to.alert
-        assert "every dead job of queue default" in alert.text, alert.text
+        assert f"{confirm} of queue default" in alert.text, alert.text
         alert.accept()
         # The previous step's "ok" message may still show: wait for this action's own.
         message = until("the bulk result", lambda: (
-            lambda e: e if e and "enqueued again" in e.text else None)(find(
+            lambda e: e if e and done in e.text else None)(find(
                 self.driver, '#action-message[data-kind="ok"]:not([hidden])')), ui_wait)
         text = message.text
-        assert "3 jobs enqueued again" in text, text
-        for job_id in ids:
-            until(f"job {job_id} to succeed", lambda: job_status(job_id) == "succeeded", 30)
+        assert f"{count} jobs {done}" in text, text
         Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
         Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("")
+        return ids
+
+    def dead_jobs_are_retried_in_bulk(self):
+        # A retry's fresh budget lets them pass.
+        ids = self.bulk_on_dead_jobs(3, "bulk-action", "Retry all dead",
+                                     "Retry every dead job", "enqueued again")
+        for job_id in ids:
+            until(f"job {job_id} to succeed", lambda: job_status(job_id) == "succeeded", 30)
 
     def a_paused_queue_holds_its_jobs_until_resumed(self):
         row = '#queues-body tr[data-queue="default"]'
@@ -380,28 +387,11 @@ class Run:
               or None, ui_wait)
 
     def dead_jobs_are_discarded_in_bulk(self):
-        ids = [enqueue_noop({"fail_times": 2}) for _ in range(2)]
-        for job_id in ids:
-            until(f"job {job_id} to be dead", lambda: job_status(job_id) == "dead", 30)
-        Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("default")
-        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("dead")
-        button = until("the discard button", lambda: find(self.driver, "#bulk-discard:not([hidden])"),
-                       ui_wait)
-        assert button.text == "Discard all dead", f"the discard button says {button.text!r}"
-        button.click()
-        alert = self.driver.switch_to.alert
-        assert "Delete every dead job of queue default" in alert.text, alert.text
-        alert.accept()
-        message = until("the discard result", lambda: (
-            lambda e: e if e and "discarded" in e.text else None)(find(
-                self.driver, '#action-message[data-kind="ok"]:not([hidden])')), ui_wait)
-        text = message.text
-        assert "2 jobs discarded" in text, text
+        ids = self.bulk_on_dead_jobs(2, "bulk-discard", "Discard all dead",
+                                     "Delete every dead job", "discarded")
         for job_id in ids:
             status, _ = api("GET", f"/jobs/{job_id}", token=True)
             assert status == 404, f"discarded job {job_id} answered {status}"
-        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
-        Select(self.driver.find_element(By.ID, "filter-queue")).select_by_value("")
 
     def a_timetable_runs_now(self):
         row = '#schedules-body tr[data-schedule="rates.ingest"]'
