@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::error::ReadBodyError;
-use poem::http::header::{ALLOW, TRANSFER_ENCODING};
-use poem::http::{Method, StatusCode};
+use poem::http::header::{ALLOW, CONNECTION, TRANSFER_ENCODING};
+use poem::http::{HeaderValue, Method, StatusCode};
 use poem::web::Html;
 use poem::web::headers::{self, HeaderMapExt};
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route};
@@ -65,6 +65,7 @@ pub fn app(state: AppState) -> impl Endpoint {
     ));
     let metrics = state.metrics.clone();
     let max_body = state.config.max_body_bytes;
+    let body_timeout = Duration::from_millis(state.config.http_body_timeout_ms);
     Route::new()
         .nest(
             "/docs",
@@ -81,7 +82,7 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/", api)
         .nest("/ui", crate::ui::routes())
         .around(move |ep, req| async move {
-            match limit_body(req, max_body).await {
+            match limit_body(req, max_body, body_timeout).await {
                 Ok(req) => ep.call(req).await.map(IntoResponse::into_response),
                 Err(too_large) => Ok(too_large),
             }
@@ -131,10 +132,11 @@ fn error_response(status: StatusCode, body: ErrorBody) -> Response {
         .into_response()
 }
 
-/// Refuses a body over `max` bytes with 413 and JSON before any route reads it: at
-/// once by its `Content-Length`, or, for a body without one (chunked), once more than
-/// `max` bytes have arrived.
-async fn limit_body(mut req: Request, max: usize) -> Result<Request, Response> {
+/// Reads a request's body before any route does: refuses one over `max` bytes with 413
+/// (at once by its `Content-Length`, else once more than `max` bytes have arrived), and
+/// one that has not fully arrived within `timeout` with 408, closing the connection,
+/// whose unread rest would otherwise be taken for the next request. Both in JSON.
+async fn limit_body(mut req: Request, max: usize, timeout: Duration) -> Result<Request, Response> {
     let too_large = || {
         error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -144,20 +146,37 @@ async fn limit_body(mut req: Request, max: usize) -> Result<Request, Response> {
             ),
         )
     };
-    match req.headers().typed_get::<headers::ContentLength>() {
-        Some(length) if length.0 > max as u64 => Err(too_large()),
-        Some(_) => Ok(req),
-        None if req.headers().contains_key(TRANSFER_ENCODING) => {
-            match req.take_body().into_bytes_limit(max).await {
-                Ok(bytes) => {
-                    req.set_body(bytes);
-                    Ok(req)
-                }
-                Err(ReadBodyError::PayloadTooLarge) => Err(too_large()),
-                Err(err) => Err(json_error(&err.into())),
-            }
+    let has_body = match req.headers().typed_get::<headers::ContentLength>() {
+        Some(length) if length.0 > max as u64 => return Err(too_large()),
+        Some(length) => length.0 > 0,
+        None => req.headers().contains_key(TRANSFER_ENCODING),
+    };
+    if !has_body {
+        return Ok(req);
+    }
+    match tokio::time::timeout(timeout, req.take_body().into_bytes_limit(max)).await {
+        Ok(Ok(bytes)) => {
+            req.set_body(bytes);
+            Ok(req)
         }
-        None => Ok(req),
+        Ok(Err(ReadBodyError::PayloadTooLarge)) => Err(too_large()),
+        Ok(Err(err)) => Err(json_error(&err.into())),
+        Err(_elapsed) => {
+            let mut answer = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorBody::new(
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive within {} ms (HTTP_BODY_TIMEOUT_MS)",
+                        timeout.as_millis()
+                    ),
+                ),
+            );
+            answer
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            Err(answer)
+        }
     }
 }
 

@@ -39,6 +39,12 @@ pub struct ApiConfig {
     #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub http_header_timeout_ms: u64,
+    /// How long a client has to send a request's whole body, in ms, from the end of its
+    /// headers; a slower one is answered 408 and its connection closed. A client that
+    /// sends a body a byte at a time cannot hold a connection and a task for long.
+    #[arg(long, env = "HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_body_timeout_ms: u64,
     /// Connections served at once; further clients wait in the listen backlog until
     /// one closes. Keep it below the process's file descriptor limit.
     #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 10_000,

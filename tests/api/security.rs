@@ -497,6 +497,38 @@ async fn a_client_that_sends_no_headers_loses_its_connection() {
 }
 
 #[tokio::test]
+async fn a_client_that_dribbles_its_body_is_answered_408_and_loses_its_connection() {
+    use tokio::io::AsyncWriteExt;
+    let app = app_with(|c| c.api.http_body_timeout_ms = 300).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    slow.write_all(
+        b"POST /process_report HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"server_name\"",
+    )
+    .await
+    .expect("write");
+    let answer = read_within(&mut slow, Duration::from_secs(20))
+        .await
+        .expect("answered while the body was still missing");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    // Then closed: the rest of its body is not read as another request.
+    let rest = read_within(&mut slow, Duration::from_secs(20)).await;
+    assert_eq!(rest, Some(Vec::new()), "connection still open");
+    // A body sent at once is read as ever.
+    let (status, body) = app.get("/ping").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn connections_past_the_bound_wait_until_one_closes() {
     use tokio::io::AsyncWriteExt;
     let app = app_with(|c| c.api.http_max_connections = 2).await;
