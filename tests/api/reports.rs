@@ -401,3 +401,39 @@ async fn fields_of_another_type_and_implausible_durations_are_refused() {
         .await;
     assert_eq!(status, 202, "{answer}");
 }
+
+/// The embedded default under back-to-back full batches: every batch is accepted, each
+/// job succeeds at its first attempt (no write lost to a busy database and redelivered)
+/// and every report is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_embedded_default_takes_full_batches_back_to_back() {
+    let app = app_with(Stack::Embedded, |c| {
+        c.features.reports.min_total = 1;
+        c.features.reports.min_per_server = 1;
+        c.features.reports.batch_max = BATCH;
+    })
+    .await;
+    const BATCHES: usize = 12;
+    const BATCH: usize = 10_000;
+    let batch = Value::Array(
+        (0..BATCH)
+            .map(|i| report(&format!("server-{}", i % 50), (i % 7) as i64))
+            .collect(),
+    );
+    let mut ids = Vec::new();
+    for _ in 0..BATCHES {
+        let (status, body) = app.post("/process_reports", &batch).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["job_id"].as_str().expect("job id").to_owned());
+    }
+    for id in &ids {
+        let job = app.wait_for_status(id, "succeeded", WITHIN * 4).await;
+        assert_eq!(job["attempts"], 1, "{job}");
+        assert!(job["attempt_log"].is_null(), "{job}");
+    }
+    let (status, body) = app.get("/process_statistics").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["count"], BATCHES * BATCH, "{body}");
+    let (status, body) = app.get("/ready").await;
+    assert_eq!(status, 200, "{body}");
+}
