@@ -79,6 +79,8 @@ const CLOSED_SCHEMAS: &[&str] = &["BulkRequest", "MathRequest", "NoopRequest"];
 
 /// A job id: a ULID's 26 characters of Crockford base 32, either case.
 const ULID_PATTERN: &str = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$";
+/// The beginning of a ULID, as `GET /jobs?id=` takes it.
+const ULID_PREFIX_PATTERN: &str = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{1,26}$";
 
 /// `doc` (poem-openapi's document, as JSON) with the declarations of this module.
 ///
@@ -161,6 +163,13 @@ fn parameters(bounds: &Bounds) -> Vec<(&'static str, &'static str, &'static str,
         json!({
             "type": "integer", "minimum": 1, "maximum": bounds.jobs_page_max, "default": 50.min(bounds.jobs_page_max)
         }),
+    );
+    add(
+        "get",
+        "/jobs",
+        "id",
+        false,
+        json!({"type": "string", "pattern": ULID_PREFIX_PATTERN}),
     );
     add(
         "get",

@@ -668,6 +668,8 @@ impl JobsApi {
         kind: Query<Option<String>>,
         /// Only the jobs of this queue (`default`, `math`, …).
         queue: Query<Option<String>>,
+        /// A job's id, or its beginning (any case): the jobs whose id starts with it.
+        id: Query<Option<String>>,
         limit: Query<Option<u64>>,
         before: Query<Option<String>>,
     ) -> PageAnswer {
@@ -692,6 +694,17 @@ impl JobsApi {
                 )));
             }
         };
+        let id_prefix = match id.0.as_deref().map(engine::ids::id_prefix) {
+            None => None,
+            Some(Some(prefix)) => Some(prefix),
+            Some(None) => {
+                return PageAnswer::BadRequest(Json(ErrorBody::new(
+                    "bad_request",
+                    "id must be a job id or its beginning: 1 to 26 characters of 0-9 and \
+                     A-Z without I, L, O and U",
+                )));
+            }
+        };
         // NUL, which Postgres text refuses (the query would fail as if the database
         // were down), is in no kind or queue: such a filter matches nothing.
         if [&kind.0, &queue.0]
@@ -712,6 +725,7 @@ impl JobsApi {
                 .map(|k| self.kinds_matching(&k))
                 .unwrap_or_default(),
             queue: queue.0.filter(|q| !q.is_empty()),
+            id_prefix,
             before,
             limit,
             ..JobFilter::default()

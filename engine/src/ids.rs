@@ -8,6 +8,19 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
+/// Characters in an id's text.
+pub const ID_CHARS: usize = 26;
+
+/// The beginning of an id as a person types it, 1 to [`ID_CHARS`] characters of
+/// Crockford base 32 in either case, upper-cased as ids are written; `None` for any
+/// other text.
+pub fn id_prefix(text: &str) -> Option<String> {
+    const DIGITS: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let upper = text.to_ascii_uppercase();
+    let valid = (1..=ID_CHARS).contains(&upper.len()) && upper.chars().all(|c| DIGITS.contains(c));
+    valid.then_some(upper)
+}
+
 /// The text is not a ULID, so it names no job or task.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{0}' is not a ULID (26 characters of Crockford base 32)")]
@@ -70,6 +83,25 @@ ulid_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_prefix_is_crockford_base_32_up_to_an_ids_length() {
+        let id = JobId::generate().to_string();
+        assert_eq!(id_prefix(&id).as_deref(), Some(id.as_str()));
+        assert_eq!(id_prefix("01j9").as_deref(), Some("01J9"));
+        for refused in [
+            "",
+            "01I",
+            "01L",
+            "01O",
+            "01U",
+            "01-",
+            "01 ",
+            &format!("{id}0"),
+        ] {
+            assert_eq!(id_prefix(refused), None, "{refused:?}");
+        }
+    }
 
     #[test]
     fn ids_round_trip_through_their_text() {

@@ -422,6 +422,46 @@ async fn jobs_are_found_by_queue_and_by_part_of_their_kind(stack: Stack) {
 }
 on_both_stacks!(jobs_are_found_by_queue_and_by_part_of_their_kind);
 
+async fn jobs_are_found_by_their_id_or_its_beginning(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let first = app.enqueue_noop(json!({})).await;
+    let second = app.enqueue_noop(json!({})).await;
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    // The longest beginning the two ids share finds both, newest first; one more
+    // character tells them apart. (On their queue: the jobs of start-up, on others,
+    // may share a short beginning.)
+    let shared = first
+        .chars()
+        .zip(second.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let both = &first[..shared];
+    for (query, expected) in [
+        (first.clone(), vec![first.clone()]),
+        (first.to_lowercase(), vec![first.clone()]),
+        (second[..shared + 1].to_owned(), vec![second.clone()]),
+        (both.to_owned(), vec![second.clone(), first.clone()]),
+        ("7ZZZZZZZZZZZZZZZZZZZZZZZZZ".to_owned(), vec![]),
+    ] {
+        let (status, page) = app.get(&format!("/jobs?queue=default&id={query}")).await;
+        assert_eq!(status, 200, "{query}: {page}");
+        assert_eq!(ids(&page), expected, "{query}");
+    }
+    for refused in ["", "01I", "not-an-id", &format!("{first}0")] {
+        let (status, body) = app.get(&format!("/jobs?id={refused}")).await;
+        assert_eq!(status, 400, "{refused:?}: {body}");
+        assert_eq!(body["error"], "bad_request", "{body}");
+    }
+}
+on_both_stacks!(jobs_are_found_by_their_id_or_its_beginning);
+
 async fn dead_jobs_are_retried_and_queued_ones_cancelled_in_bulk(stack: Stack) {
     let app = spawn_app(stack).await;
     // max_attempts is 3 in tests: failing 3 times makes them dead; a 4th attempt passes.

@@ -284,6 +284,10 @@ pub struct JobFilter {
     pub kinds: Vec<String>,
     /// Only this queue.
     pub queue: Option<String>,
+    /// Only the ids that start with this, in upper case: a whole id, or the beginning
+    /// of one (a ULID's first characters are its creation time, so a short beginning
+    /// is a span of time).
+    pub id_prefix: Option<String>,
     /// Only ids below this one (the previous page's last id).
     pub before: Option<JobId>,
     /// Page size.
@@ -532,6 +536,15 @@ impl JobStore {
         }
         if let Some(queue) = &filter.queue {
             query = query.filter(job::Column::Queue.eq(queue.clone()));
+        }
+        if let Some(prefix) = &filter.id_prefix {
+            // A range of the primary key, not `LIKE`, which a non-C collation keeps
+            // from using the index: the ids from the prefix itself up to the prefix
+            // followed by the highest digit, `Z`.
+            let highest = format!("{prefix:Z<width$}", width = crate::ids::ID_CHARS);
+            query = query
+                .filter(job::Column::Id.gte(prefix.clone()))
+                .filter(job::Column::Id.lte(highest));
         }
         if let Some(before) = filter.before {
             query = query.filter(job::Column::Id.lt(before.to_string()));
