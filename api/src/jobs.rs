@@ -659,6 +659,10 @@ impl JobsApi {
 
     /// Job records, newest first. Pass the previous page's `next_before` as `before`.
     #[oai(path = "/jobs", method = "get")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "poem-openapi takes each query parameter as an argument of its own"
+    )]
     async fn list_jobs(
         &self,
         req: &Request,
