@@ -466,6 +466,20 @@ async fn a_worker_killed_mid_job_loses_nothing(stack: Stack) {
         rescued["attempts"].as_i64().unwrap_or(0) >= 2,
         "the killed attempt ran again elsewhere: {rescued}"
     );
+    // The killed attempt is in the job's history, with its worker and start.
+    let log = rescued["attempt_log"].as_array().expect("an attempt log");
+    let killed = log
+        .iter()
+        .find(|a| a["attempt"] == held["attempts"])
+        .unwrap_or_else(|| panic!("no entry for the killed attempt: {rescued}"));
+    assert_eq!(killed["worker"], held["worker"], "{rescued}");
+    assert_eq!(killed["started_at"], held["started_at"], "{rescued}");
+    assert!(
+        killed["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("abandoned")),
+        "{rescued}"
+    );
     rescuer.kill().ok();
     rescuer.wait().ok();
 }

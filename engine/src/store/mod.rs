@@ -294,6 +294,10 @@ pub struct JobFilter {
     pub limit: u64,
 }
 
+/// The error of an attempt whose worker stopped before recording its outcome.
+pub const ABANDONED: &str =
+    "abandoned: the worker stopped (killed, or lost its database) before recording an outcome";
+
 /// Number of job records in one queue and status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueCount {
@@ -577,15 +581,61 @@ impl JobStore {
         if record.task_id != envelope.task_id || !record.status.can_start() {
             return Ok(Start::Skip);
         }
+        let mut record = record;
         let attempt = AttemptRun {
             number: record.attempts.saturating_add(1),
             worker: worker.to_owned(),
             started_at: Utc::now().trunc_subsecs(6),
         };
+        if record.status == JobStatus::Running && !self.log_abandoned(&mut record, &attempt).await?
+        {
+            return Ok(Start::Skip);
+        }
         Ok(Start::Run {
             record: Box::new(record),
             attempt,
         })
+    }
+
+    /// A job read `running` by a delivery of its own task: the attempt that marked it
+    /// so never recorded an outcome (its worker was killed or lost its backends), so
+    /// this delivery runs it again. Before it does, that attempt goes into the job's
+    /// attempt log and this one is marked `running` in its place, in one conditional
+    /// update: of two deliveries that both read the abandoned attempt, only the one
+    /// whose update finds the attempt count unchanged runs (false for the other).
+    async fn log_abandoned(
+        &self,
+        record: &mut JobRecord,
+        attempt: &AttemptRun,
+    ) -> Result<bool, StoreError> {
+        let mut log = record.attempt_log.clone();
+        log.push(FailedAttempt {
+            attempt: record.attempts,
+            worker: record.worker.clone().unwrap_or_default(),
+            started_at: record.started_at.unwrap_or(attempt.started_at),
+            finished_at: attempt.started_at,
+            error: ABANDONED.to_owned(),
+        });
+        let updated = job::Entity::update_many()
+            .col_expr(
+                job::Column::AttemptLog,
+                Expr::value(serde_json::to_value(&log)?),
+            )
+            .col_expr(job::Column::Attempts, Expr::value(count(attempt.number)))
+            .col_expr(job::Column::Worker, Expr::value(attempt.worker.clone()))
+            .col_expr(job::Column::StartedAt, Expr::value(attempt.started_at))
+            .filter(job::Column::Id.eq(record.id.to_string()))
+            .filter(job::Column::TaskId.eq(record.task_id.to_string()))
+            .filter(job::Column::Status.eq(JobStatus::Running.as_str()))
+            .filter(job::Column::Attempts.eq(count(record.attempts)))
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Ok(false);
+        }
+        record.attempt_log = log;
+        record.attempts = attempt.number;
+        Ok(true)
     }
 
     /// Records that `attempt` of `envelope`'s job is under way (`running`, its number,
