@@ -67,6 +67,29 @@
     build();
   }
 
+  // Changes a text only when it differs, so that an unchanged node is left alone.
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  // Puts `rows` into `body` in this order. A node taken out of the document loses the
+  // keyboard focus, so rows that stay are never taken out: the others are removed
+  // first, then the new ones inserted where they belong.
+  function placeRows(body, rows) {
+    const wanted = new Set(rows);
+    for (const row of [...body.children]) if (!wanted.has(row)) row.remove();
+    rows.forEach((row, i) => {
+      if (body.children[i] !== row) body.insertBefore(row, body.children[i] || null);
+    });
+  }
+
+  // The row saying a table is empty; the one shown already, if any.
+  function emptyRow(body, columns, text) {
+    const shown = body.querySelector("tr.empty");
+    if (shown && shown.textContent === text) return shown;
+    return h("tr", { className: "empty" }, h("td", { colspan: columns }, text));
+  }
+
   function badge(status) {
     return h("span", { className: "badge", "data-status": status }, status);
   }
@@ -274,45 +297,69 @@
           h("div", { className: "value" }, typeof value === "number" ? number(value) : value)),
       ),
     );
-    const cell = (q, field) => {
-      const n = q[field] || 0;
-      const button = h("button", {
-        type: "button", className: "count", title: `show ${field} jobs`,
-        onclick: () => filterBy(field, q.queue),
-      }, number(n));
-      return h("td", { className: n ? "num" : "num zero", "data-field": field }, button);
-    };
+    const body = $("queues-body");
+    const kept = new Map([...body.querySelectorAll("tr[data-queue]")].map((row) => [row.dataset.queue, row]));
     const rows = queues.map((q) => {
-      const qRate = perMinute(q.queue);
-      return h("tr", { "data-queue": q.queue, "data-paused": q.paused ? "true" : null },
-        h("td", { className: "queue-name" }, h("b", {}, q.queue),
-          q.paused && h("span", { className: "badge", "data-status": "paused" }, "paused"),
-          pauseButton(q)),
-        cell(q, "queued"), cell(q, "running"), cell(q, "succeeded"),
-        cell(q, "failed"), cell(q, "dead"),
-        h("td", { className: q.cancelled ? "num hide-sm" : "num hide-sm zero" }, number(q.cancelled)),
-        h("td", { className: q.depth ? "num" : "num zero" }, number(q.depth)),
-        h("td", { className: q.latency_ms ? "num hide-sm" : "num hide-sm zero", "data-field": "latency",
-          title: "how long the oldest queued job has waited" }, q.latency_ms ? duration(q.latency_ms) : "–"),
-        h("td", { className: (q.workers || []).length ? "num" : "num zero" }, (q.workers || []).length),
-        h("td", { className: qRate ? "num hide-sm" : "num hide-sm zero" }, rateText(qRate)));
+      const row = kept.get(q.queue) || queueRow(q.queue);
+      fillQueueRow(row, q);
+      return row;
     });
-    $("queues-body").replaceChildren(
-      ...(rows.length ? rows : [h("tr", { className: "empty" }, h("td", { colspan: 11 }, "no queues"))]),
-    );
+    placeRows(body, rows.length ? rows : [emptyRow(body, 11, "no queues")]);
+  }
+
+  // The queues table's columns after the name: the field of /queues each shows, its
+  // value and text; `opens` makes the count a button listing those jobs, `narrow`
+  // columns fold away on a phone.
+  const QUEUE_COLUMNS = [
+    ...["queued", "running", "succeeded", "failed", "dead"].map((field) =>
+      ({ field, opens: true, value: (q) => q[field] || 0, text: number })),
+    { field: "cancelled", narrow: true, value: (q) => q.cancelled, text: number },
+    { field: "depth", value: (q) => q.depth, text: number },
+    {
+      field: "latency", narrow: true, value: (q) => q.latency_ms, text: (ms) => (ms ? duration(ms) : "–"),
+      title: "how long the oldest queued job has waited",
+    },
+    { field: "workers", value: (q) => (q.workers || []).length, text: String },
+    { field: "rate", narrow: true, value: (q) => perMinute(q.queue), text: rateText },
+  ];
+
+  // A queue's row, made once and then filled on every poll (`fillQueueRow`): a row
+  // rebuilt every 2 s would take the keyboard focus from its buttons.
+  function queueRow(name) {
+    return h("tr", { "data-queue": name },
+      h("td", { className: "queue-name" }, h("b", {}, name),
+        h("button", {
+          type: "button", className: "small",
+          onclick: (e) => setPaused(name, e.currentTarget.dataset.action),
+        })),
+      QUEUE_COLUMNS.map((column) => h("td", { "data-field": column.field, title: column.title },
+        column.opens && h("button", {
+          type: "button", className: "count", title: `show ${column.field} jobs`,
+          onclick: () => filterBy(column.field, name),
+        }))));
+  }
+
+  function fillQueueRow(row, q) {
+    if (q.paused) row.dataset.paused = "true";
+    else delete row.dataset.paused;
+    const name = row.cells[0];
+    const pause = name.querySelector("button");
+    const pausedBadge = name.querySelector(".badge");
+    if (q.paused && !pausedBadge) name.insertBefore(badge("paused"), pause);
+    if (!q.paused && pausedBadge) pausedBadge.remove();
+    pause.dataset.action = q.paused ? "resume" : "pause";
+    pause.title = q.paused ? "let workers take this queue's tasks again" : "stop workers taking this queue's tasks";
+    setText(pause, q.paused ? "Resume" : "Pause");
+    QUEUE_COLUMNS.forEach((column, i) => {
+      const cell = row.cells[i + 1];
+      const value = column.value(q);
+      cell.className = ["num", column.narrow && "hide-sm", !value && "zero"].filter(Boolean).join(" ");
+      setText(cell.querySelector("button") || cell, column.text(value));
+    });
   }
 
   // Pausing stops every worker from taking the queue's tasks (running ones finish);
   // jobs keep being accepted and wait until it is resumed.
-  function pauseButton(q) {
-    const action = q.paused ? "resume" : "pause";
-    return h("button", {
-      type: "button", className: "small", "data-action": action,
-      title: q.paused ? "let workers take this queue's tasks again" : "stop workers taking this queue's tasks",
-      onclick: () => setPaused(q.queue, action),
-    }, q.paused ? "Resume" : "Pause");
-  }
-
   async function setPaused(queue, action) {
     if (action === "pause" &&
       !window.confirm(`Pause queue ${queue}? Workers stop taking its tasks; new jobs wait until it is resumed.`)) return;

@@ -34,6 +34,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 
 ui_wait = 20.0  # seconds any one thing may take to show on the page
+poll_wait = 2.5  # a little more than the page's 2 s between polls
 
 
 # ---------------------------------------------------------------- JSON API
@@ -118,6 +119,14 @@ def click(driver, css, what):
         element.click()
         return True
     until(f"{what} ({css}) to be clickable", attempt, ui_wait)
+
+
+def has_focus(driver, element):
+    """Whether `element` holds the keyboard focus (not when it left the page)."""
+    try:
+        return driver.execute_script("return document.activeElement === arguments[0]", element)
+    except StaleElementReferenceException:
+        return False
 
 
 def full_page_screenshot(driver, path, width):
@@ -234,6 +243,23 @@ class Run:
         until("the throughput chart", lambda: find(self.driver, "#throughput svg path.line"), ui_wait)
         until("a running job under its worker",
               lambda: find(self.driver, "#workers .worker-jobs a"), ui_wait)
+
+    def a_focused_queue_button_keeps_focus_across_polls(self):
+        row = '#queues-body tr[data-queue="default"]'
+        count = until("the default queue's succeeded count", lambda: find(
+            self.driver, f'{row} td[data-field="succeeded"] button'), ui_wait)
+        pause = find(self.driver, f'{row} button[data-action="pause"]')
+        self.driver.execute_script("arguments[0].focus()", count)
+        before = count.text
+        time.sleep(2 * poll_wait)
+        assert has_focus(self.driver, count), "the focused count button lost the focus over two polls"
+        assert find(self.driver, f'{row} button[data-action="pause"]') == pause, \
+            "the Pause button was replaced by a poll"
+        # The count still follows the server, in the same button.
+        enqueue_noop({})
+        until("the focused count to go up", lambda: count.text != before, ui_wait)
+        assert has_focus(self.driver, count), "the count button lost the focus when its number changed"
+        return f"succeeded {before} -> {count.text}, still focused"
 
     def the_dead_job_is_listed_under_the_dead_filter(self):
         Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("dead")
@@ -495,6 +521,8 @@ def main():
                   run.the_features_have_data, needs_page=False)
         run.check("the page opens and the overview shows the default queue",
                   run.the_page_opens_and_the_overview_shows_the_default_queue)
+        run.check("a focused queue button keeps the focus across polls; its count still changes",
+                  run.a_focused_queue_button_keeps_focus_across_polls)
         run.check("the dead job is listed under the dead filter with a Retry button",
                   run.the_dead_job_is_listed_under_the_dead_filter)
         run.check("a queue's count lists that queue's jobs only",
