@@ -148,6 +148,17 @@
     return ms >= 0 ? `in ${span(ms)}` : `${span(-ms)} ago`;
   }
 
+  // A relative time that keeps ticking: the instant stays on the node, and
+  // `tickRelative` rewrites the text each second. A region that did not change is not
+  // rebuilt (see `renderOnce`), so without this "3 s ago" would stay 3 s.
+  function ago(iso) {
+    return h("span", { "data-at": iso }, relative(iso));
+  }
+
+  function tickRelative() {
+    for (const node of document.querySelectorAll("[data-at]")) setText(node, relative(node.dataset.at));
+  }
+
   // The tail of a ULID (its random part) tells jobs apart; the head is their time.
   const shortId = (id) => (id && id.length > 8 ? `…${id.slice(-8)}` : id || "");
 
@@ -689,12 +700,14 @@
       ["Queue", job.queue],
       ["Attempts", `${job.attempts} of ${job.max_attempts}`],
       ["Worker", job.worker || "–"],
-      ["Created", `${time(job.created_at)} (${relative(job.created_at)})`],
-      ["Started", time(job.started_at)],
+      ["Created", [time(job.created_at), " (", ago(job.created_at), ")"]],
+      ["Started", job.status === "running"
+        ? [time(job.started_at), " (", ago(job.started_at), ")"]
+        : time(job.started_at)],
       ["Finished", time(job.finished_at)],
       ["Took", duration(job.elapsed_ms)],
     ];
-    if (job.run_at) fields.push(["Next attempt", `${time(job.run_at)} (${relative(job.run_at)})`]);
+    if (job.run_at) fields.push(["Next attempt", [time(job.run_at), " (", ago(job.run_at), ")"]]);
     return [
       detailHead(job.id, job.status),
       h("dl", { className: "fields" }, fields.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
@@ -740,7 +753,7 @@
       const next = !s.enabled
         ? badge("off")
         : s.next_run
-          ? [time(s.next_run), h("div", { className: "muted" }, relative(s.next_run))]
+          ? [time(s.next_run), h("div", { className: "muted" }, ago(s.next_run))]
           : interval
             ? h("span", { className: "muted" }, `every ${span(s.interval_secs * 1000)}`)
             : h("span", { className: "message error" }, s.problem || "no further tick");
@@ -1023,6 +1036,7 @@
     });
     if (readUrl()) $("jobs").scrollIntoView();
     poll();
+    setInterval(tickRelative, 1000);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

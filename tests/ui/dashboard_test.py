@@ -129,6 +129,13 @@ def has_focus(driver, element):
         return False
 
 
+def created_in_panel(driver):
+    """The job panel's "Created" field, e.g. `10:02:03 (4 s ago)`."""
+    found = driver.find_elements(
+        By.XPATH, "//aside[@id='job-detail']//dt[.='Created']/following-sibling::dd[1]")
+    return found[0].text if found else None
+
+
 def full_page_screenshot(driver, path, width):
     height = driver.execute_script(
         "return Math.ceil(document.documentElement.scrollHeight)")
@@ -351,6 +358,19 @@ class Run:
         assert find(self.driver, f'#job-detail[data-job-id="{self.dead_id}"][data-status="succeeded"]')
         return f"found on page {found_on}"
 
+    def relative_times_in_the_job_panel_keep_ticking(self):
+        job_id = enqueue_noop({})
+        until(f"job {job_id} to succeed", lambda: job_status(job_id) == "succeeded", 30)
+        self.driver.get(f"{BASE}/ui#jobs?job={job_id}")
+        first = until("the job's age in the panel", lambda: (
+            lambda text: text if text and "s ago" in text else None)(created_in_panel(self.driver)),
+            ui_wait)
+        # A succeeded job does not change: the panel is not fetched anew, its age still grows.
+        time.sleep(2.2)
+        later = created_in_panel(self.driver)
+        assert later != first, f"the job's age stayed {first!r} for 2 s"
+        return f"{first!r} -> {later!r}"
+
     def the_token_survives_a_reload(self):
         self.driver.refresh()
         field = until("the page to load again", lambda: find(self.driver, "#admin-token"), ui_wait)
@@ -544,6 +564,8 @@ def main():
         run.check("a timetable runs now from its row", run.a_timetable_runs_now)
         run.check("a link opens a job with its filters; a reload keeps them",
                   run.a_link_opens_a_job_with_its_filters)
+        run.check("relative times in the job panel keep ticking",
+                  run.relative_times_in_the_job_panel_keep_ticking)
         run.check("the page logs no script error", run.the_page_logs_no_script_error)
         run.check("desktop screenshot", run.desktop_screenshot)
         run.check("dark palette screenshot (viewport)", run.dark_screenshot)
