@@ -595,24 +595,47 @@
     renderOnce("jobs", { jobs: page.data.jobs, selected: view.selected }, () => renderJobs(page.data.jobs));
   }
 
+  // What each job row shows (its job's JSON): a row is rebuilt only when its job
+  // changed, and kept in place otherwise, so that a row focused from the keyboard
+  // stays focused while the list refreshes.
+  const rowShows = new WeakMap();
+
   function renderJobs(jobs) {
-    const rows = jobs.map((job) =>
-      h("tr", {
-        "data-job-id": job.id, "data-status": job.status, "data-queue": job.queue,
-        className: job.id === view.selected ? "selected" : null,
-        onclick: () => select(job.id),
-      },
-      h("td", { className: "mono", title: job.id }, shortId(job.id)),
-      h("td", { className: "kind", title: job.kind }, job.kind),
-      h("td", { className: "hide-sm" }, job.queue),
-      h("td", {}, badge(job.status)),
-      h("td", { className: "num hide-sm" }, `${job.attempts}/${job.max_attempts}`),
-      h("td", { className: "hide-sm", title: job.created_at }, time(job.created_at)),
-      h("td", { className: "num hide-sm" }, duration(job.elapsed_ms)),
-      h("td", { className: "actions" }, actionButtons(job, true))));
-    $("jobs-body").replaceChildren(
-      ...(rows.length ? rows : [h("tr", { className: "empty" }, h("td", { colspan: 8 }, "No jobs match."))]),
-    );
+    const body = $("jobs-body");
+    const kept = new Map([...body.querySelectorAll("tr[data-job-id]")].map((row) => [row.dataset.jobId, row]));
+    let refocus = null;
+    const rows = jobs.map((job) => {
+      const shows = JSON.stringify(job);
+      let row = kept.get(job.id);
+      if (!row || rowShows.get(row) !== shows) {
+        const fresh = jobRow(job);
+        rowShows.set(fresh, shows);
+        // A focused row whose job changed hands the focus to its successor.
+        if (row && row.contains(document.activeElement)) refocus = fresh.querySelector("button.open");
+        row = fresh;
+      }
+      row.classList.toggle("selected", job.id === view.selected);
+      return row;
+    });
+    placeRows(body, rows.length ? rows : [emptyRow(body, 8, "No jobs match.")]);
+    if (refocus) refocus.focus();
+  }
+
+  // A row opens its job when clicked anywhere but on its actions; its id is a button
+  // so that the keyboard reaches it (Tab) and opens it (Enter or Space) too.
+  function jobRow(job) {
+    return h("tr", {
+      "data-job-id": job.id, "data-status": job.status, "data-queue": job.queue,
+      onclick: () => select(job.id),
+    },
+    h("td", {}, h("button", { type: "button", className: "open", title: job.id }, shortId(job.id))),
+    h("td", { className: "kind", title: job.kind }, job.kind),
+    h("td", { className: "hide-sm" }, job.queue),
+    h("td", {}, badge(job.status)),
+    h("td", { className: "num hide-sm" }, `${job.attempts}/${job.max_attempts}`),
+    h("td", { className: "hide-sm", title: job.created_at }, time(job.created_at)),
+    h("td", { className: "num hide-sm" }, duration(job.elapsed_ms)),
+    h("td", { className: "actions" }, actionButtons(job, true)));
   }
 
   function actionButtons(job, small) {

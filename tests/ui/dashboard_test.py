@@ -21,7 +21,9 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
 BASE = os.environ["CONVEYOR_URL"].rstrip("/")
@@ -121,12 +123,24 @@ def click(driver, css, what):
     until(f"{what} ({css}) to be clickable", attempt, ui_wait)
 
 
+def press(driver, key):
+    """Presses `key` where the keyboard focus is, as a person would."""
+    ActionChains(driver).send_keys(key).perform()
+
+
 def has_focus(driver, element):
     """Whether `element` holds the keyboard focus (not when it left the page)."""
     try:
         return driver.execute_script("return document.activeElement === arguments[0]", element)
     except StaleElementReferenceException:
         return False
+
+
+def focused_job_row(driver):
+    """The id of the job row holding the keyboard focus, if one does."""
+    return driver.execute_script(
+        "const row = document.activeElement.closest('#jobs-body tr[data-job-id]');"
+        " return row && row.dataset.jobId;")
 
 
 def created_in_panel(driver):
@@ -358,6 +372,37 @@ class Run:
         assert find(self.driver, f'#job-detail[data-job-id="{self.dead_id}"][data-status="succeeded"]')
         return f"found on page {found_on}"
 
+    def a_job_row_opens_from_the_keyboard(self):
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("succeeded")
+        until("two succeeded jobs, and nothing else, listed", lambda: (
+            lambda rows: len(rows) >= 2 and all(r.get_attribute("data-status") == "succeeded" for r in rows))(
+                self.driver.find_elements(By.CSS_SELECTOR, "#jobs-body tr[data-job-id]")), ui_wait)
+        if find(self.driver, "#detail-close"):
+            click(self.driver, "#detail-close", "the panel's Close")
+            until("the panel to close", lambda: not find(self.driver, "#job-detail").is_displayed(), ui_wait)
+        # From the last filter, Tab goes into the list. Succeeded jobs have no Retry or
+        # Cancel, so what takes the focus there is the row's own way to open the job.
+        self.driver.execute_script("document.getElementById('filter-limit').focus()")
+        press(self.driver, Keys.TAB)
+        first = focused_job_row(self.driver)
+        focused = self.driver.switch_to.active_element
+        assert first, f"Tab from the filters went to {focused.tag_name} {focused.text!r}, not a job row"
+        outline = self.driver.execute_script(
+            "const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]")
+        assert outline[0] != "none" and outline[1] != "0px", f"no visible focus: outline {outline}"
+        press(self.driver, Keys.ENTER)
+        until("Enter to open the focused job", lambda: (lambda e: e and e.is_displayed())(
+            find(self.driver, f'#job-detail[data-job-id="{first}"]')), ui_wait)
+        time.sleep(poll_wait)
+        assert focused_job_row(self.driver) == first, "the opened row lost the focus"
+        press(self.driver, Keys.TAB)
+        second = focused_job_row(self.driver)
+        assert second and second != first, f"Tab from the first row went to row {second!r}"
+        press(self.driver, Keys.SPACE)
+        until("Space to open the next job", lambda: (lambda e: e and e.is_displayed())(
+            find(self.driver, f'#job-detail[data-job-id="{second}"]')), ui_wait)
+        Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
+
     def relative_times_in_the_job_panel_keep_ticking(self):
         job_id = enqueue_noop({})
         until(f"job {job_id} to succeed", lambda: job_status(job_id) == "succeeded", 30)
@@ -553,6 +598,8 @@ def main():
                   run.a_retry_with_the_token_runs_the_job_to_success)
         run.check("the list shows it succeeded, following Older pages",
                   run.the_list_shows_it_succeeded_a_few_pages_back)
+        run.check("a job row takes the keyboard focus; Enter and Space open it",
+                  run.a_job_row_opens_from_the_keyboard)
         run.check("dead jobs are retried in bulk, after a confirmation",
                   run.dead_jobs_are_retried_in_bulk)
         run.check("a paused queue holds its jobs until resumed",
