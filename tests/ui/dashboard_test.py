@@ -416,6 +416,48 @@ class Run:
         assert later != first, f"the job's age stayed {first!r} for 2 s"
         return f"{first!r} -> {later!r}"
 
+    def what_is_scrolled_to_is_not_under_the_header(self):
+        """At a desktop, tablet and phone width: a link to a job scrolls to the jobs,
+        and on one column opening a job scrolls to its panel; neither under the header."""
+        def settled_top(css):
+            # Smooth scrolling takes a moment: the top once it stops moving.
+            tops = []
+            def still():
+                tops.append(self.driver.execute_script(
+                    "return document.querySelector(arguments[0]).getBoundingClientRect().top", css))
+                return len(tops) > 3 and max(tops[-4:]) - min(tops[-4:]) < 1
+            until(f"{css} to stop moving", still, ui_wait)
+            return tops[-1]
+
+        header_bottom = "return document.querySelector('.topbar').getBoundingClientRect().bottom"
+        seen = []
+        for width, height in ((1280, 900), (800, 1000), (390, 844)):
+            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 640})
+            self.driver.get("about:blank")
+            self.driver.get(f"{BASE}/ui#jobs?job={self.dead_id}")
+            until("the linked job's panel", lambda: find(
+                self.driver, f'#job-detail[data-job-id="{self.dead_id}"]'), ui_wait)
+            until("the list", lambda: find(self.driver, "#jobs-body tr[data-job-id]"), ui_wait)
+            top = settled_top("#jobs")
+            bottom = self.driver.execute_script(header_bottom)
+            assert top >= bottom - 1, \
+                f"at {width} px the linked jobs start at {top:.0f} px, under the header (to {bottom:.0f} px)"
+            seen.append(f"{width}: link {top:.0f} >= {bottom:.0f}")
+            if width > 1000:
+                continue  # two columns: the panel is beside the list, nothing scrolls
+            other = self.driver.execute_script(
+                "return [...document.querySelectorAll('#jobs-body tr[data-job-id]')]"
+                ".map((r) => r.dataset.jobId).find((id) => id !== arguments[0])", self.dead_id)
+            click(self.driver, f'#jobs-body tr[data-job-id="{other}"] td', "another job's row")
+            until("its panel", lambda: find(self.driver, f'#job-detail[data-job-id="{other}"]'), ui_wait)
+            top = settled_top("#job-detail")
+            bottom = self.driver.execute_script(header_bottom)
+            assert bottom - 1 <= top < height, \
+                f"at {width} px the opened job's panel is at {top:.0f} px, the header ends at {bottom:.0f} px"
+            seen.append(f"panel {top:.0f} >= {bottom:.0f}")
+        return "; ".join(seen)
+
     def the_token_survives_a_reload(self):
         self.driver.refresh()
         field = until("the page to load again", lambda: find(self.driver, "#admin-token"), ui_wait)
@@ -618,6 +660,8 @@ def main():
         run.check("dark palette screenshot (viewport)", run.dark_screenshot)
         run.check("the phone layout fits 390 px; phone screenshot",
                   run.phone_layout_fits_and_screenshot)
+        run.check("a link or an opened job is not scrolled under the header (1280, 800, 390 px)",
+                  run.what_is_scrolled_to_is_not_under_the_header)
         run.check("the admin token survives a reload", run.the_token_survives_a_reload)
     finally:
         if run.driver is not None:
