@@ -20,6 +20,7 @@
     nextBefore: null,
     selected: null, // id of the job in the detail panel
     revealDetail: false, // scroll to the panel after the next render (one column)
+    listed: false, // whether the server let the page read the jobs list, last poll
     shown: new Map(), // region -> JSON last rendered, so unchanged DOM is left alone
     polls: 0,
     ads: null, // {scope, key} once looked up
@@ -524,10 +525,12 @@
     return BULK_BUTTONS[id].find((action) => BULK[action].status === view.filter.status);
   }
 
+  // Shown only beside a list that loaded: when the server wants a token the page does
+  // not have, there is nothing to act on (and the action would be refused).
   function renderBulk() {
     for (const id of Object.keys(BULK_BUTTONS)) {
       const action = bulkFor(id);
-      $(id).hidden = !action;
+      $(id).hidden = !action || !view.listed;
       if (action) $(id).textContent = BULK[action].label;
     }
   }
@@ -583,7 +586,9 @@
   async function loadJobs() {
     const before = view.cursors[view.cursors.length - 1];
     const page = await call("GET", `/jobs${query({ ...view.filter, before })}`);
-    if (!page.ok || !page.data || !Array.isArray(page.data.jobs)) {
+    view.listed = Boolean(page.ok && page.data && Array.isArray(page.data.jobs));
+    renderBulk();
+    if (!view.listed) {
       showError("jobs-error", `Jobs unavailable: ${page.message || "unexpected answer"}`);
       return;
     }

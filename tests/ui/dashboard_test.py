@@ -3,8 +3,10 @@
 Started by tests/ui/run.sh against a running `conveyor all` (CONVEYOR_URL) and its
 sandbox. Seeds data through the JSON API, then uses the page as an operator would:
 finds a dead job, retries it (first without the admin token when the server asks for
-one, then with it), and waits for the page to show it succeeded. Saves a desktop and a
-phone screenshot (and a dark one). Every wait is bounded. Prints one closing line:
+one, then with it), and waits for the page to show it succeeded. Checks what keyboard and
+phone users meet too: focus kept across polls, job rows opened from the keyboard,
+nothing scrolled under the top bar, times that keep ticking, and no action before a
+token is entered. Saves a desktop and a phone screenshot (and a dark one). Every wait is bounded. Prints one closing line:
 `ui: N passed, M failed`.
 """
 
@@ -281,6 +283,31 @@ class Run:
         until("the focused count to go up", lambda: count.text != before, ui_wait)
         assert has_focus(self.driver, count), "the count button lost the focus when its number changed"
         return f"succeeded {before} -> {count.text}, still focused"
+
+    def nothing_can_be_changed_before_a_token_is_entered(self):
+        if not self.token_enforced:
+            return "skipped: the server does not ask for ADMIN_TOKEN"
+        page = self.driver.current_window_handle
+        # A tab of its own starts without a token (it is kept per tab), on a view where
+        # a token would show Retry, Pause, Run now and the bulk buttons.
+        self.driver.switch_to.new_window("tab")
+        try:
+            self.driver.get(f"{BASE}/ui#jobs?status=dead&job={self.dead_id}")
+            kept = self.driver.execute_script("return sessionStorage.getItem('conveyor.adminToken')")
+            assert not kept, f"a new tab starts with the token {kept!r}"
+            for region in ("queues-error", "jobs-error", "schedules-error"):
+                until(f"#{region} to ask for a token", lambda: (
+                    lambda e: e and e.is_displayed() and "TOKEN" in e.text)(
+                        find(self.driver, f"#{region}")), ui_wait)
+            time.sleep(poll_wait)
+            shown = self.driver.execute_script(
+                "return [...document.querySelectorAll('button[data-action], #bulk-action, #bulk-discard')]"
+                ".filter((b) => b.getClientRects().length > 0)"
+                ".map((b) => b.id || b.dataset.action)")
+            assert not shown, f"shown before a token is entered: {shown}"
+        finally:
+            self.driver.close()
+            self.driver.switch_to.window(page)
 
     def the_dead_job_is_listed_under_the_dead_filter(self):
         Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("dead")
@@ -632,6 +659,8 @@ def main():
                   run.a_focused_queue_button_keeps_focus_across_polls)
         run.check("the dead job is listed under the dead filter with a Retry button",
                   run.the_dead_job_is_listed_under_the_dead_filter)
+        run.check("no button that changes something shows before a token is entered",
+                  run.nothing_can_be_changed_before_a_token_is_entered)
         run.check("a queue's count lists that queue's jobs only",
                   run.a_queue_count_lists_that_queues_jobs_only)
         run.check("a retry without the admin token shows the server's message",
