@@ -1062,8 +1062,14 @@
         poll();
       }
     });
-    if (readUrl()) $("jobs").scrollIntoView();
-    poll();
+    if (readUrl()) {
+      // The regions above grow as the first poll fills them, moving the jobs down:
+      // scrolled to at once, and again once they are filled.
+      $("jobs").scrollIntoView();
+      poll().then(() => $("jobs").scrollIntoView());
+    } else {
+      poll();
+    }
     setInterval(tickRelative, 1000);
   }
 
