@@ -773,7 +773,13 @@
       return;
     }
     showError("schedules-error", "");
-    const rows = answer.data.map((s) => {
+    // Rebuilt only when a timetable changed (relative times tick on their own), so that
+    // a focused "Run now" keeps the focus.
+    renderOnce("schedules", answer.data, () => renderSchedules(answer.data));
+  }
+
+  function renderSchedules(schedules) {
+    const rows = schedules.map((s) => {
       const last = s.last_run;
       // Housekeeping runs on an interval from the scheduler's start: the api knows
       // neither its next nor its last run.

@@ -610,6 +610,14 @@ class Run:
         click(self.driver, '#ads-form button[type="submit"]', "Look up")
         until("alice again", lambda: find(self.driver, "#feature-ads .tiles"), ui_wait)
 
+    def a_focused_run_now_keeps_the_focus_across_polls(self):
+        button = until("the Run now button", lambda: find(
+            self.driver, '#schedules-body tr[data-schedule="rates.ingest"] button[data-action="run-now"]'),
+            ui_wait)
+        self.driver.execute_script("arguments[0].focus()", button)
+        time.sleep(2 * poll_wait)
+        assert has_focus(self.driver, button), "the focused Run now lost the focus over two polls"
+
     def the_page_logs_no_script_error(self):
         logs = self.driver.get_log("browser")
         # Answers such as 404 or 409 are logged by the browser as failed loads; the page
@@ -680,6 +688,8 @@ def main():
                   run.dead_jobs_are_discarded_in_bulk)
         run.check("schedules and features render, errors as messages",
                   run.schedules_and_features_render)
+        run.check("a focused Run now keeps the focus across polls",
+                  run.a_focused_run_now_keeps_the_focus_across_polls)
         run.check("a timetable runs now from its row", run.a_timetable_runs_now)
         run.check("a link opens a job with its filters; a reload keeps them",
                   run.a_link_opens_a_job_with_its_filters)
