@@ -9,6 +9,8 @@
 //! - [`submit`]: a job record, then its first task: what every producer calls.
 //! - [`store`]: job records: creation, lifecycle transitions, queries, retention.
 //! - [`queue`]: [`Queue`], the only place that knows which queue backend runs.
+//! - [`throughput`]: jobs succeeded and attempts failed, counted in memory per minute
+//!   and queue and flushed to the stored history every few seconds.
 //! - [`config`]: settings of backends, delivery and housekeeping, with their defaults.
 //! - [`db`]: connecting to the database and applying migrations.
 //! - [`metrics`]: Prometheus metrics of the process.
@@ -29,6 +31,7 @@ pub mod secret;
 pub mod store;
 pub mod submit;
 pub mod task;
+pub mod throughput;
 
 pub use ids::{JobId, TaskId};
 pub use job::{Attempt, Done, Effect, EffectError, Job, JobError, Kind, Load, NewJob};

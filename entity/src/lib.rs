@@ -10,6 +10,7 @@
 //! - [`rate`], [`rate_fetch`]: currency rates and the log of what was fetched.
 //! - [`idempotency_key`]: `Idempotency-Key` header → the first job made with it.
 //! - [`queue_pause`]: the queues paused by an operator.
+//! - [`throughput_minute`]: jobs succeeded and attempts failed per minute and queue.
 #![warn(missing_docs)]
 
 pub mod ad_counter;
@@ -22,3 +23,4 @@ pub mod rate_fetch;
 pub mod report;
 pub mod report_total;
 pub mod server_aggregate;
+pub mod throughput_minute;

@@ -13,6 +13,7 @@ mod m20261124_000006_index_idempotency_keys_by_age;
 mod m20261201_000007_fingerprint_idempotency_keys;
 mod m20261201_000008_attempt_log;
 mod m20261201_000009_queue_pauses;
+mod m20261201_000010_throughput_minutes;
 
 /// All migrations, in order.
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_fingerprint_idempotency_keys::Migration),
             Box::new(m20261201_000008_attempt_log::Migration),
             Box::new(m20261201_000009_queue_pauses::Migration),
+            Box::new(m20261201_000010_throughput_minutes::Migration),
         ]
     }
 }

@@ -9,10 +9,13 @@
 //!   statement per batch of callers, on either database.
 //! - `group_commit`: the batching those writes ride on.
 //! - `retention`: deleting finished records past their retention.
+//! - `pauses`: the queues an operator paused.
+//! - `throughput`: the per-minute history of jobs succeeded and attempts failed.
 
 mod group_commit;
 mod pauses;
 mod retention;
+mod throughput;
 mod writes;
 
 use std::sync::Arc;
@@ -29,6 +32,7 @@ use sea_orm::{
 use serde_json::Value;
 
 pub use retention::Retention;
+pub use throughput::MinuteCounts;
 #[doc(hidden)]
 pub use writes::batched_statements;
 
