@@ -50,6 +50,12 @@ pub struct ApiConfig {
     #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 10_000,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub http_max_connections: usize,
+    /// The window of each queue's `failure_rate` in `GET /queues`, in minutes up to
+    /// now: failed attempts / (succeeded jobs + failed attempts) within it. Longer than
+    /// `THROUGHPUT_HISTORY_MINUTES` counts only what that keeps.
+    #[arg(long, env = "FAILURE_RATE_MINUTES", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub failure_rate_minutes: u64,
 }
 
 impl ApiConfig {

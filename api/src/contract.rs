@@ -4,10 +4,11 @@
 //! a missing or bad value is answered with the older services' own error bodies rather
 //! than a generic parse error. The document must still state what the service accepts:
 //! which parameters are required, their types and bounds (some set by configuration),
-//! that request bodies refuse unknown fields and read `null` as absent, and, when an
-//! `ADMIN_TOKEN` is set, which operations need it. [`declare`] writes that into the
-//! document poem-openapi generated from the routes; every entry names a parameter,
-//! schema or operation that must exist, so the table cannot drift from the routes.
+//! that request bodies refuse unknown fields and read `null` as absent, which answer
+//! fields may be `null`, and, when an `ADMIN_TOKEN` is set, which operations need it.
+//! [`declare`] writes that into the document poem-openapi generated from the routes;
+//! every entry names a parameter, schema or operation that must exist, so the table
+//! cannot drift from the routes.
 //!
 //! Rules that relate two values (an end not before its start, Ackermann's result size,
 //! `username` or `sdk`) cannot be stated in OpenAPI 3.0; the operations' descriptions
@@ -28,6 +29,8 @@ pub struct Bounds {
     pub jobs_page_max: u64,
     /// `REPORTS_BATCH_MAX`.
     pub reports_batch_max: usize,
+    /// `THROUGHPUT_HISTORY_MINUTES`.
+    pub throughput_history_minutes: u64,
     /// Whether `ADMIN_TOKEN` is set, so that the operator routes need it.
     pub admin_token: bool,
     /// Whether `/metrics` is served without a token (`METRICS_PUBLIC`).
@@ -42,6 +45,7 @@ impl Bounds {
             fibonacci_max_n: state.math().fibonacci_max_n,
             jobs_page_max: state.config.jobs_page_max,
             reports_batch_max: state.reports().batch_max,
+            throughput_history_minutes: state.housekeeping.throughput_history_minutes(),
             admin_token: state.config.admin_token().is_some(),
             metrics_public: state.config.metrics_public,
         }
@@ -66,8 +70,13 @@ pub const READ_OPERATIONS: &[(&str, &str)] = &[
     ("get", "/jobs"),
     ("get", "/jobs/{id}"),
     ("get", "/queues"),
+    ("get", "/queues/history"),
     ("get", "/schedules"),
 ];
+
+/// Response properties that are `null` when there is no value (poem-openapi declares an
+/// `Option` only as not required).
+const NULLABLE_PROPERTIES: &[(&str, &str)] = &[("QueueView", "failure_rate")];
 
 /// The request bodies' schemas: their optional fields read `null` as absent, and an
 /// unsigned integer field refuses a negative value.
@@ -95,6 +104,12 @@ pub fn declare(mut doc: Value, bounds: &Bounds) -> Value {
     }
     for name in CLOSED_SCHEMAS {
         schema_mut(&mut doc, name)["additionalProperties"] = Value::Bool(false);
+    }
+    for (name, property) in NULLABLE_PROPERTIES {
+        let value = properties_mut(schema_mut(&mut doc, name), name)
+            .get_mut(*property)
+            .unwrap_or_else(|| panic!("schema {name} has no property {property}"));
+        value["nullable"] = Value::Bool(true);
     }
     for name in REQUEST_SCHEMAS {
         let schema = schema_mut(&mut doc, name);
@@ -177,6 +192,16 @@ fn parameters(bounds: &Bounds) -> Vec<(&'static str, &'static str, &'static str,
         "before",
         false,
         json!({"type": "string", "pattern": ULID_PATTERN}),
+    );
+    add(
+        "get",
+        "/queues/history",
+        "minutes",
+        false,
+        json!({
+            "type": "integer", "minimum": 1, "maximum": bounds.throughput_history_minutes,
+            "default": bounds.throughput_history_minutes
+        }),
     );
 
     for path in ["/ad", "/impression"] {
@@ -391,6 +416,13 @@ mod tests {
                 "properties": {"action": text(), "limit": {"type": "integer", "format": "uint64"}}
             }));
         }
+        schemas.insert(
+            "QueueView".to_owned(),
+            json!({
+                "type": "object",
+                "properties": {"failure_rate": {"type": "number", "format": "double"}}
+            }),
+        );
         schemas["ReportIn"] = json!({
             "type": "object",
             "properties": {"server_name": text(), "start_time": text(), "end_time": text()}
@@ -404,6 +436,7 @@ mod tests {
             fibonacci_max_n: 20_000,
             jobs_page_max: 500,
             reports_batch_max: 1_000,
+            throughput_history_minutes: 180,
             admin_token,
             metrics_public: false,
         }
@@ -434,6 +467,15 @@ mod tests {
         assert_eq!(
             parameter(&doc, "get", "/jobs", "limit")["schema"]["maximum"],
             500
+        );
+        let minutes = &parameter(&doc, "get", "/queues/history", "minutes")["schema"];
+        assert_eq!(
+            (&minutes["maximum"], &minutes["default"]),
+            (&json!(180), &json!(180))
+        );
+        assert_eq!(
+            doc["components"]["schemas"]["QueueView"]["properties"]["failure_rate"]["nullable"],
+            true
         );
         assert_eq!(
             parameter(&doc, "get", "/impression", "username")["required"],

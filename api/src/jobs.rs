@@ -1,7 +1,9 @@
-//! `/jobs…` and `/queues`: job records, operator actions, queue overview.
+//! `/jobs…` and `/queues…`: job records, operator actions, queue overview and
+//! throughput history.
 
 use chrono::{DateTime, Utc};
 use engine::store::{JobFilter, Listed, OperatorOutcome};
+use engine::throughput::{minute_of, window_start};
 use engine::{FailedAttempt, JobId, JobRecord, JobStatus, Task};
 use features::system::{Noop, NoopArgs};
 use poem::Request;
@@ -165,6 +167,66 @@ pub struct QueueView {
     pub paused: bool,
     /// Latency: how long the oldest `queued` job has waited, in ms (0 when none waits).
     pub latency_ms: u64,
+    /// Failed attempts / (succeeded jobs + failed attempts) over the last
+    /// `FAILURE_RATE_MINUTES` (this minute included), from 0 to 1; `null` when nothing
+    /// finished or failed then. A failed attempt is one that errored or timed out,
+    /// whether it is retried or the job is dead. Counts arrive within
+    /// `THROUGHPUT_FLUSH_MS` of the outcome.
+    pub failure_rate: Option<f64>,
+}
+
+/// One minute of a queue: what its workers recorded in it.
+#[derive(Debug, Clone, Object)]
+pub struct MinuteView {
+    /// The minute's start (RFC 3339, seconds zero).
+    pub minute: DateTime<Utc>,
+    /// Jobs that succeeded.
+    pub succeeded: u64,
+    /// Attempts that failed (errored or timed out), whether retried or dead.
+    pub failed: u64,
+}
+
+/// One queue's throughput history.
+#[derive(Debug, Clone, Object)]
+pub struct QueueHistory {
+    /// Logical queue name.
+    pub queue: String,
+    /// Oldest first; a minute in which nothing succeeded or failed is left out.
+    pub minutes: Vec<MinuteView>,
+}
+
+/// Throughput history of every queue, at minute resolution.
+#[derive(Debug, Clone, Object)]
+pub struct History {
+    /// The window's first minute.
+    pub from: DateTime<Utc>,
+    /// The window's last minute: the current one, still counting.
+    pub to: DateTime<Utc>,
+    /// One entry per queue of this build (and any other queue with counts).
+    pub queues: Vec<QueueHistory>,
+}
+
+/// Answers of `GET /queues/history`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "history_bad_request")]
+pub enum HistoryAnswer {
+    /// The history.
+    #[oai(status = 200)]
+    Ok(Json<History>),
+    /// `minutes` is not an integer from 1 to `THROUGHPUT_HISTORY_MINUTES`.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `ADMIN_TOKEN` is set and the request carries neither it nor `READ_TOKEN` as a
+    /// bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The database is unavailable.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn history_bad_request(err: poem::Error) -> HistoryAnswer {
+    HistoryAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
 }
 
 /// A queue's pause state, as `POST /queues/{queue}/pause` and `…/resume` leave it.
@@ -914,7 +976,8 @@ impl JobsApi {
         }))
     }
 
-    /// Per queue: job records by status, tasks waiting, workers alive.
+    /// Per queue: job records by status, tasks waiting, workers alive, and the
+    /// failure rate of the last `FAILURE_RATE_MINUTES`.
     #[oai(path = "/queues", method = "get")]
     async fn queues(&self, req: &Request) -> QueuesAnswer {
         if let Err(Unauthorized(body)) = authorize_read(&self.state.config, req) {
@@ -926,6 +989,11 @@ impl JobsApi {
         };
         let paused = match self.state.store.paused_queues().await {
             Ok(paused) => paused,
+            Err(err) => return QueuesAnswer::Unavailable(unavailable(err)),
+        };
+        let since = window_start(Utc::now(), self.state.config.failure_rate_minutes);
+        let recent = match self.state.store.throughput_since(since).await {
+            Ok(recent) => recent,
             Err(err) => return QueuesAnswer::Unavailable(unavailable(err)),
         };
         let mut views: Vec<QueueView> = self
@@ -967,6 +1035,19 @@ impl JobsApi {
             }
         }
         for view in &mut views {
+            let (succeeded, failed) = recent.iter().filter(|row| row.queue == view.queue).fold(
+                (0u64, 0u64),
+                |(s, f), row| {
+                    (
+                        s.saturating_add(row.succeeded),
+                        f.saturating_add(row.failed),
+                    )
+                },
+            );
+            let finished = succeeded.saturating_add(failed);
+            view.failure_rate = (finished > 0).then(|| failed as f64 / finished as f64);
+        }
+        for view in &mut views {
             let depth = self.state.queue.depth(&view.queue).await;
             let workers = self.state.queue.workers_alive(&view.queue).await;
             match (depth, workers) {
@@ -983,6 +1064,70 @@ impl JobsApi {
             }
         }
         QueuesAnswer::Ok(Json(views))
+    }
+
+    /// Throughput history per queue, at minute resolution: jobs succeeded and attempts
+    /// failed in each of the last `minutes` minutes (this one included, still
+    /// counting). Minutes in which nothing succeeded or failed are left out. Workers
+    /// store their counts every `THROUGHPUT_FLUSH_MS`; housekeeping keeps
+    /// `THROUGHPUT_HISTORY_MINUTES`.
+    #[oai(path = "/queues/history", method = "get")]
+    async fn queue_history(
+        &self,
+        req: &Request,
+        /// Minutes up to now, 1 to `THROUGHPUT_HISTORY_MINUTES` (its value by default:
+        /// the whole history).
+        minutes: Query<Option<u64>>,
+    ) -> HistoryAnswer {
+        if let Err(Unauthorized(body)) = authorize_read(&self.state.config, req) {
+            return HistoryAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
+        let max = self.state.housekeeping.throughput_history_minutes();
+        let minutes = minutes.0.unwrap_or(max);
+        if minutes == 0 || minutes > max {
+            return HistoryAnswer::BadRequest(Json(ErrorBody::new(
+                "bad_request",
+                format!("minutes must be between 1 and {max} (THROUGHPUT_HISTORY_MINUTES)"),
+            )));
+        }
+        let now = Utc::now();
+        let from = window_start(now, minutes);
+        let rows = match self.state.store.throughput_since(from).await {
+            Ok(rows) => rows,
+            Err(err) => return HistoryAnswer::Unavailable(unavailable(err)),
+        };
+        let mut queues: Vec<QueueHistory> = self
+            .state
+            .queues
+            .iter()
+            .map(|q| QueueHistory {
+                queue: (*q).to_owned(),
+                minutes: Vec::new(),
+            })
+            .collect();
+        // Rows come oldest first, so each queue's minutes do too.
+        for row in rows {
+            let index = match queues.iter().position(|q| q.queue == row.queue) {
+                Some(i) => i,
+                None => {
+                    queues.push(QueueHistory {
+                        queue: row.queue.clone(),
+                        minutes: Vec::new(),
+                    });
+                    queues.len() - 1
+                }
+            };
+            queues[index].minutes.push(MinuteView {
+                minute: row.minute,
+                succeeded: row.succeeded,
+                failed: row.failed,
+            });
+        }
+        HistoryAnswer::Ok(Json(History {
+            from,
+            to: minute_of(now),
+            queues,
+        }))
     }
 
     /// Pauses a queue: every worker process stops taking its tasks within

@@ -8,7 +8,7 @@
 //! - [`error`]: the JSON error body of the system and job routes.
 //! - [`enqueue`]: create a job record and push its first task, honouring `Idempotency-Key`.
 //! - [`system`]: `/`, `/ping`, `/health`, `/ready`, `/metrics`.
-//! - [`jobs`]: `/jobs…` and `/queues`.
+//! - [`jobs`]: `/jobs…` and `/queues…` (with the throughput history).
 //! - [`ads`]: `/ad`, `/impression`, `/statistics`.
 //! - [`reports`]: `/process_report(s)`, `/process_statistics`, `/process_outliers`.
 //! - [`rates`]: `/rates`, `/rates/history`, `/rates/convert`, `POST /rates/refresh`,

@@ -338,6 +338,7 @@ mod tests {
             stuck_after_secs: 600,
             job_retention_secs: 3_600,
             dead_job_retention_secs: 0,
+            throughput_history_minutes: 180,
         });
         let json = poem_openapi::types::ToJSON::to_json(&view).expect("an object");
         assert_eq!(

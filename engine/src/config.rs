@@ -186,6 +186,12 @@ pub struct HousekeepingConfig {
     /// these are the records an operator looks at and retries.
     #[arg(long, env = "DEAD_JOB_RETENTION_SECS", default_value_t = 2_592_000)]
     pub dead_job_retention_secs: u64,
+    /// Minutes of throughput history kept (jobs succeeded and attempts failed per
+    /// minute and queue), 1 to 10 080 (a week): housekeeping deletes older minutes,
+    /// and `GET /queues/history` answers at most this many.
+    #[arg(long, env = "THROUGHPUT_HISTORY_MINUTES", default_value_t = 180,
+          value_parser = clap::value_parser!(u64).range(1..=10_080))]
+    pub throughput_history_minutes: u64,
 }
 
 impl Default for HousekeepingConfig {
@@ -203,6 +209,11 @@ impl HousekeepingConfig {
     /// Age after which a waiting job is considered stuck.
     pub fn stuck_after(&self) -> Duration {
         Duration::from_secs(self.stuck_after_secs)
+    }
+
+    /// Minutes of throughput history kept (at least one).
+    pub fn throughput_history_minutes(&self) -> u64 {
+        self.throughput_history_minutes.max(1)
     }
 
     /// How long finished job records are kept (0 in a setting: for good).

@@ -1,5 +1,6 @@
 //! Housekeeping: queue vacuum, the stuck-job sweep, the retention of finished job
-//! records, and the bounds of the math feature's stored values.
+//! records and of the throughput history, and the bounds of the math feature's stored
+//! values.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -55,6 +56,21 @@ pub async fn once(
     // A backlog of expired records (retention just switched on) goes in chunks, for at
     // most half an interval per round, so that the next sweep is not held up.
     purge(store, config, config.interval() / 2).await;
+    purge_throughput(store, config).await;
+}
+
+/// Deletes the throughput minutes older than `THROUGHPUT_HISTORY_MINUTES` (the current
+/// minute and the ones before it that are kept make the whole window).
+async fn purge_throughput(store: &JobStore, config: &HousekeepingConfig) {
+    let oldest =
+        engine::throughput::window_start(chrono::Utc::now(), config.throughput_history_minutes());
+    match store.purge_throughput(oldest).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(n, "deleted throughput minutes past the history"),
+        Err(err) => {
+            tracing::warn!(%err, "throughput history purge failed; the next round tries again")
+        }
+    }
 }
 
 async fn vacuum(queue: &Queue, queues: &[&'static str]) {

@@ -6,7 +6,8 @@
 //!   replicas by per-tick idempotency keys.
 //! - [`housekeeping`]: forgets acknowledged queue tasks; pushes again the tasks of
 //!   jobs that waited far too long (a push lost to a crash between record and queue);
-//!   deletes finished job records past their retention.
+//!   deletes finished job records past their retention and throughput minutes past
+//!   the history.
 #![warn(missing_docs)]
 
 pub mod housekeeping;

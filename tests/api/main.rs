@@ -14,4 +14,5 @@ mod schedules;
 mod security;
 mod servers;
 mod system;
+mod throughput;
 mod ui;

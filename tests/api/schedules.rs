@@ -214,6 +214,7 @@ async fn housekeeping_shows_its_interval_and_threshold_and_no_runs_it_cannot_kno
         stuck_after_secs: 120,
         job_retention_secs: 3_600,
         dead_job_retention_secs: 0,
+        throughput_history_minutes: 180,
     };
     // The api alone: the settings come from its own configuration.
     let app = spawn_with(config, resources, Role::Api).await;

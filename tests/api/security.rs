@@ -130,6 +130,7 @@ async fn operator_reads_need_a_token_when_one_is_set() {
         format!("/jobs/{dead}"),
         "/jobs".to_owned(),
         "/queues".to_owned(),
+        "/queues/history".to_owned(),
         "/schedules".to_owned(),
         "/metrics".to_owned(),
     ];

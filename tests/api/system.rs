@@ -129,6 +129,7 @@ async fn the_openapi_document_lists_every_route_with_its_answers() {
         ),
         ("/jobs/math", "post", &["202", "400", "415", "422", "503"]),
         ("/queues", "get", &["200", "401", "503"]),
+        ("/queues/history", "get", &["200", "400", "401", "503"]),
         (
             "/queues/{queue}/pause",
             "post",

@@ -29,6 +29,13 @@ pub struct WorkerConfig {
     /// within this time in every worker process.
     #[arg(long, env = "QUEUE_PAUSE_POLL_MS", default_value_t = 1_000)]
     pub pause_poll_ms: u64,
+    /// How often this process adds the jobs it finished to the throughput history, in
+    /// ms (one upsert row per minute and queue). Counts reach `GET /queues/history`
+    /// and the failure rate of `GET /queues` within this time; a graceful stop adds
+    /// the last ones, a killed process loses at most this much.
+    #[arg(long, env = "THROUGHPUT_FLUSH_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub throughput_flush_ms: u64,
 }
 
 impl WorkerConfig {
@@ -65,6 +72,11 @@ impl WorkerConfig {
     /// How often the paused queues are read.
     pub fn pause_poll(&self) -> Duration {
         Duration::from_millis(self.pause_poll_ms.max(1))
+    }
+
+    /// How often the throughput counts are stored.
+    pub fn throughput_flush(&self) -> Duration {
+        Duration::from_millis(self.throughput_flush_ms.max(1))
     }
 
     /// The shutdown grace period.

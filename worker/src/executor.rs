@@ -11,6 +11,7 @@ use engine::config::DeliveryConfig;
 use engine::metrics::Metrics;
 use engine::registry::Ran;
 use engine::store::{AttemptRun, Failure, Start, StoreError};
+use engine::throughput::Throughput;
 use engine::{Envelope, JobRecord, JobStore, Load, Queue, Registry, Task};
 
 /// What every delivery needs.
@@ -21,6 +22,7 @@ pub struct Executor {
     registry: Registry,
     delivery: DeliveryConfig,
     metrics: Metrics,
+    throughput: Throughput,
 }
 
 /// How one delivery ended, for logs and tests.
@@ -61,12 +63,19 @@ impl Executor {
             registry,
             delivery,
             metrics,
+            throughput: Throughput::default(),
         })
     }
 
     /// The job records this executor writes to (and the queue pauses it obeys).
     pub fn store(&self) -> &JobStore {
         &self.store
+    }
+
+    /// The outcomes counted for the throughput history and not stored yet; the pool
+    /// flushes them.
+    pub fn throughput(&self) -> &Throughput {
+        &self.throughput
     }
 
     /// Every queue some kind of the registry uses.
@@ -89,6 +98,12 @@ impl Executor {
         let envelope = &task.envelope;
         tracing::debug!(job = %envelope.job_id, kind = %envelope.kind, ?outcome, "task done");
         self.metrics.job(&envelope.kind, outcome.label(), ran);
+        match outcome {
+            Outcome::Succeeded => self.throughput.succeeded(&task.queue),
+            Outcome::Retrying(_) | Outcome::Dead => self.throughput.failed(&task.queue),
+            // Nothing ran to an outcome here: another delivery counts the job.
+            Outcome::Duplicate | Outcome::Skipped | Outcome::Redelivered(_) => {}
+        }
         outcome
     }
 

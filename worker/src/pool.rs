@@ -1,5 +1,6 @@
 //! The worker pool: one consumer per queue, stopped gracefully, holding back while
-//! an operator has paused its queue.
+//! an operator has paused its queue; it stores the throughput its executor counted
+//! every `THROUGHPUT_FLUSH_MS` and once more when it stops.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -37,6 +38,49 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), QueueError> {
     let shutdown = shutdown.shared();
+    let (stop_flushing, flushing_stopped) = tokio::sync::oneshot::channel::<()>();
+    let flusher = tokio::spawn(flush_throughput(
+        executor.clone(),
+        config.throughput_flush(),
+        flushing_stopped,
+    ));
+    let result = consume(queue, executor.clone(), &config, shutdown).await;
+    // The last counts, once nothing runs any more (or the grace is spent): a graceful
+    // stop loses none.
+    let _ = stop_flushing.send(());
+    let _ = flusher.await;
+    if let Err(err) = executor.throughput().flush(executor.store()).await {
+        tracing::warn!(%err, "the last throughput counts could not be stored");
+    }
+    result
+}
+
+/// Adds the executor's counts to the throughput history every `period` until `stop`.
+/// A stop waits for a flush under way, so that no count is dropped halfway.
+async fn flush_throughput(
+    executor: Arc<Executor>,
+    period: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        if let Err(err) = executor.throughput().flush(executor.store()).await {
+            tracing::warn!(%err, "storing the throughput counts failed; the next flush tries again");
+        }
+    }
+}
+
+/// Runs the consumers until `shutdown`, then waits for their in-flight tasks within
+/// the grace period.
+async fn consume(
+    queue: Queue,
+    executor: Arc<Executor>,
+    config: &WorkerConfig,
+    shutdown: futures::future::Shared<impl Future<Output = ()> + Send + 'static>,
+) -> Result<(), QueueError> {
     let queues = config.queues(&executor.queues());
     let mut paused = watch_pauses(
         executor.store().clone(),
