@@ -39,16 +39,21 @@ pub async fn run(
 ) -> Result<(), QueueError> {
     let shutdown = shutdown.shared();
     let (stop_flushing, flushing_stopped) = tokio::sync::oneshot::channel::<()>();
-    let flusher = tokio::spawn(flush_throughput(
+    // Beside the consumers in this future rather than spawned, so that a pool dropped
+    // (its process aborting) leaves no flusher behind.
+    let flushing = flush_throughput(
         executor.clone(),
         config.throughput_flush(),
         flushing_stopped,
-    ));
-    let result = consume(queue, executor.clone(), &config, shutdown).await;
+    );
+    let consuming = async {
+        let result = consume(queue, executor.clone(), &config, shutdown).await;
+        let _ = stop_flushing.send(());
+        result
+    };
+    let (result, ()) = tokio::join!(consuming, flushing);
     // The last counts, once nothing runs any more (or the grace is spent): a graceful
     // stop loses none.
-    let _ = stop_flushing.send(());
-    let _ = flusher.await;
     if let Err(err) = executor.throughput().flush(executor.store()).await {
         tracing::warn!(%err, "the last throughput counts could not be stored");
     }
