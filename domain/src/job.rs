@@ -7,7 +7,8 @@ use std::str::FromStr;
 ///
 /// `queued → running → succeeded`, or `running → failed` (a retry is scheduled)
 /// `→ running …`, until `max_attempts` is spent and the job is `dead`.
-/// A job that has not started can be `cancelled`.
+/// A job that has not started can be `cancelled`, and so can a `running` one, by an
+/// abort (its worker abandons the attempt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobStatus {
     /// Waiting on its queue.
@@ -20,7 +21,7 @@ pub enum JobStatus {
     Failed,
     /// Every attempt failed; kept with its last error until retried by hand.
     Dead,
-    /// Cancelled by an operator before it started.
+    /// Cancelled by an operator: before it started, or aborted while it ran.
     Cancelled,
 }
 
@@ -60,6 +61,12 @@ impl JobStatus {
     /// `failed` counts as not started: it is waiting for its next attempt.
     pub fn can_cancel(self) -> bool {
         matches!(self, JobStatus::Queued | JobStatus::Failed)
+    }
+
+    /// A job may be aborted (cancelled even while a worker holds it) until it has
+    /// finished: the worker running it abandons the attempt.
+    pub fn can_abort(self) -> bool {
+        !self.is_terminal()
     }
 
     /// A job may be re-enqueued by hand once it has failed or died.
@@ -132,6 +139,21 @@ mod tests {
             .filter(|s| s.can_cancel())
             .collect();
         assert_eq!(cancellable, [JobStatus::Queued, JobStatus::Failed]);
+    }
+
+    #[test]
+    fn every_unfinished_job_can_be_aborted_and_no_finished_one() {
+        let abortable: Vec<_> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| s.can_abort())
+            .collect();
+        assert_eq!(
+            abortable,
+            [JobStatus::Queued, JobStatus::Running, JobStatus::Failed]
+        );
+        for status in JobStatus::ALL {
+            assert!(!status.can_cancel() || status.can_abort(), "{status}");
+        }
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! - `retention`: deleting finished records past their retention.
 //! - `pauses`: the queues an operator paused.
 //! - `throughput`: the per-minute history of jobs succeeded and attempts failed.
+//! - `aborts`: cancelling a running job, and what its worker reads and writes then.
 
+mod aborts;
 mod group_commit;
 mod pauses;
 mod retention;
@@ -31,6 +33,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 
+pub use aborts::ABORTED;
 pub use retention::Retention;
 pub use throughput::MinuteCounts;
 #[doc(hidden)]
@@ -179,7 +182,7 @@ pub enum Failure {
     Stale,
 }
 
-/// The outcome of an operator's cancel or retry.
+/// The outcome of an operator's cancel, abort or retry.
 #[derive(Debug, Clone)]
 pub enum OperatorOutcome {
     /// Done; for a retry, push a task for the returned record.
