@@ -56,6 +56,7 @@ impl Bounds {
 pub const ADMIN_OPERATIONS: &[(&str, &str)] = &[
     ("delete", "/jobs/{id}"),
     ("post", "/jobs/{id}/retry"),
+    ("post", "/jobs/{id}/abort"),
     ("post", "/jobs/bulk"),
     ("post", "/jobs/noop"),
     ("post", "/rates/refresh"),

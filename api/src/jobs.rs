@@ -370,6 +370,35 @@ fn cancel_bad_request(err: poem::Error) -> CancelAnswer {
     CancelAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
 }
 
+/// Answers of `POST /jobs/{id}/abort`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "abort_bad_request")]
+pub enum AbortAnswer {
+    /// Cancelled; the job as it is now. A worker running it drops the attempt within
+    /// `JOB_ABORT_POLL_MS`.
+    #[oai(status = 200)]
+    Aborted(Json<Box<JobView>>),
+    /// Bad request.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// `ADMIN_TOKEN` is set and the request does not carry it as a bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// No such job.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The job has finished (succeeded, dead or cancelled).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The database is unavailable; nothing changed.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn abort_bad_request(err: poem::Error) -> AbortAnswer {
+    AbortAnswer::BadRequest(Json(ErrorBody::bad_request(&err)))
+}
+
 /// Answers of `POST /jobs/{id}/retry`.
 #[derive(ApiResponse)]
 #[oai(bad_request_handler = "retry_bad_request")]
@@ -836,6 +865,35 @@ impl JobsApi {
                 ),
             ))),
             Err(err) => CancelAnswer::Unavailable(unavailable(err)),
+        }
+    }
+
+    /// Aborts a job that has not finished, even a `running` one: it is `cancelled` at
+    /// once (its error says it was aborted), can no longer succeed nor apply its
+    /// effect, and the worker running it drops the attempt within `JOB_ABORT_POLL_MS`
+    /// and takes its next task. A computation on a blocking thread (math) runs to its
+    /// end unseen: its result is discarded. For a `queued` or `failed` job this is a
+    /// cancel. Needs `Authorization: Bearer <ADMIN_TOKEN>` when `ADMIN_TOKEN` is set.
+    #[oai(path = "/jobs/:id/abort", method = "post")]
+    async fn abort_job(&self, req: &Request, id: Path<String>) -> AbortAnswer {
+        if let Err(Unauthorized(body)) = authorize(&self.state.config, req) {
+            return AbortAnswer::Unauthorized(body, CHALLENGE.to_owned());
+        }
+        let job = match job_id(&id) {
+            Ok(job) => job,
+            Err(missing) => return AbortAnswer::NotFound(missing),
+        };
+        match self.state.store.abort(job).await {
+            Ok(OperatorOutcome::Done(job)) => AbortAnswer::Aborted(Json(Box::new((*job).into()))),
+            Ok(OperatorOutcome::NotFound) => AbortAnswer::NotFound(not_found(&id)),
+            Ok(OperatorOutcome::Conflict(status)) => AbortAnswer::Conflict(Json(ErrorBody::new(
+                "conflict",
+                format!(
+                    "job '{}' is {status}; only queued, running or failed jobs can be aborted",
+                    &*id
+                ),
+            ))),
+            Err(err) => AbortAnswer::Unavailable(unavailable(err)),
         }
     }
 

@@ -38,7 +38,7 @@ fn method_label(method: &str) -> &'static str {
 pub struct JobLabels {
     /// Job kind.
     pub kind: String,
-    /// `succeeded`, `retrying`, `dead`, `duplicate`, `skipped`, `redelivered`.
+    /// `succeeded`, `retrying`, `dead`, `duplicate`, `skipped`, `aborted`, `redelivered`.
     pub outcome: String,
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use conveyor::{Config, Role};
 use engine::queue::Pushed;
-use engine::store::{AttemptRun, Created, Start, Success};
+use engine::store::{AttemptRun, Created, OperatorOutcome, Start, Success};
 use engine::{Effect, EffectError, JobId, JobStatus, NewJob, Task};
 use features::system::Noop;
 use futures::StreamExt;
@@ -121,6 +121,88 @@ async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
     assert!(matches!(late, Start::Skip));
 }
 on_both_stacks!(a_redelivered_task_applies_its_effect_once);
+
+/// The abort and the success race for the record: whichever comes second changes
+/// nothing, so an aborted job never turns `succeeded` nor applies its effect.
+async fn a_job_aborted_while_running_neither_succeeds_nor_applies_its_effect(stack: Stack) {
+    let (config, dir) = test_config(stack).await;
+    let app = spawn_with(config, dir, Role::Api).await;
+    let db = app.backends.store.db().clone();
+    db.execute_unprepared("CREATE TABLE effect_log (job_id VARCHAR(26) NOT NULL)")
+        .await
+        .expect("probe table");
+    let store = &app.backends.store;
+    let finish = |envelope: engine::Envelope, attempt: AttemptRun| async move {
+        let success = Success {
+            effect: Logged(envelope.job_id),
+            envelope,
+            attempt,
+            result: json!({}),
+            elapsed: Duration::from_millis(1),
+        };
+        store
+            .succeed("test.logged", success)
+            .await
+            .expect("succeed")
+    };
+    let start = |envelope: engine::Envelope| async move {
+        match store.start_attempt(&envelope, "w").await.expect("start") {
+            Start::Run { attempt, .. } => attempt,
+            Start::Skip => panic!("a delivery of the current task starts"),
+        }
+    };
+
+    // Aborted while it runs (marked `running`, and before it is marked): its success
+    // finds nothing to turn.
+    for mark in [true, false] {
+        let envelope = new_noop(&app, json!({})).await.envelope;
+        let attempt = start(envelope.clone()).await;
+        if mark {
+            assert!(store.mark_running(&envelope, &attempt).await.expect("mark"));
+        }
+        let aborted = store.abort(envelope.job_id).await.expect("abort");
+        assert!(
+            matches!(&aborted, OperatorOutcome::Done(job) if job.status == JobStatus::Cancelled),
+            "{aborted:?}"
+        );
+        assert!(
+            !finish(envelope.clone(), attempt.clone()).await,
+            "no success after an abort"
+        );
+        assert!(!store.mark_running(&envelope, &attempt).await.expect("mark"));
+        let job = store
+            .get(envelope.job_id)
+            .await
+            .expect("read")
+            .expect("job");
+        assert_eq!(job.status, JobStatus::Cancelled);
+        assert_eq!(job.error.as_deref(), Some(engine::store::ABORTED));
+        assert!(job.result.is_none());
+        assert!(matches!(
+            store.start_attempt(&envelope, "late").await.expect("start"),
+            Start::Skip
+        ));
+    }
+
+    // Succeeded first: the abort is refused and the effect stays applied once.
+    let envelope = new_noop(&app, json!({})).await.envelope;
+    let attempt = start(envelope.clone()).await;
+    assert!(finish(envelope.clone(), attempt).await);
+    assert!(matches!(
+        store.abort(envelope.job_id).await.expect("abort"),
+        OperatorOutcome::Conflict(JobStatus::Succeeded)
+    ));
+
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT job_id FROM effect_log",
+        ))
+        .await
+        .expect("read effects");
+    assert_eq!(rows.len(), 1, "only the job that was not aborted applied");
+}
+on_both_stacks!(a_job_aborted_while_running_neither_succeeds_nor_applies_its_effect);
 
 /// A probe effect that the store refuses for the job marked `refuse`, as an aggregate
 /// that would overflow is refused; the others leave a row in `effect_log`.
@@ -355,6 +437,7 @@ fn child_env(config: &Config) -> Vec<(&'static str, String)> {
         ("QUEUE_POLL_MS", d.poll_ms.to_string()),
         ("WORKER_CONCURRENCY", "4".to_owned()),
         ("SHUTDOWN_GRACE_MS", "10000".to_owned()),
+        ("JOB_ABORT_POLL_MS", config.worker.abort_poll_ms.to_string()),
         ("RUST_LOG", "warn".to_owned()),
     ];
     if let Some(redis) = &config.backends.redis_url {
@@ -484,6 +567,51 @@ async fn a_worker_killed_mid_job_loses_nothing(stack: Stack) {
     rescuer.wait().ok();
 }
 on_both_stacks!(a_worker_killed_mid_job_loses_nothing);
+
+/// The api and the worker are separate processes on the production stack: the abort
+/// reaches the worker through the database alone.
+async fn a_worker_process_drops_the_attempts_the_api_aborted(stack: Stack) {
+    let _one_at_a_time = WORKER_PROCESSES.lock().await;
+    let (mut config, dir) = test_config(stack).await;
+    config.delivery.timeout_ms = 3_600_000;
+    config.worker.abort_poll_ms = 200;
+    let app = spawn_with(config.clone(), dir, Role::Api).await;
+    // As many sleepers as the child's slots (WORKER_CONCURRENCY=4), then one more job.
+    let mut sleepers = Vec::new();
+    for _ in 0..4 {
+        sleepers.push(app.enqueue_noop(json!({ "sleep_ms": 600_000 })).await);
+    }
+    let mut worker = spawn_worker_process(&config);
+    for id in &sleepers {
+        app.wait_for_status(id, "running", WITHIN).await;
+    }
+    let next = app.enqueue_noop(json!({})).await;
+    for id in &sleepers {
+        let (status, body) = app.post(&format!("/jobs/{id}/abort"), &json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    app.wait_for_status(&next, "succeeded", WITHIN).await;
+    // Each dropped attempt is logged by the worker process as it lets go of it.
+    let deadline = Instant::now() + WITHIN;
+    for id in &sleepers {
+        loop {
+            let job = app.job(id).await;
+            assert_eq!(job["status"], "cancelled", "{job}");
+            if job["attempt_log"][0]["error"] == engine::store::ABORTED {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the attempt was not logged: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(matches!(worker.try_wait(), Ok(None)), "the worker runs on");
+    worker.kill().ok();
+    worker.wait().ok();
+}
+on_both_stacks!(a_worker_process_drops_the_attempts_the_api_aborted);
 
 async fn sigterm_lets_in_flight_jobs_finish_and_exits_0(stack: Stack) {
     let _one_at_a_time = WORKER_PROCESSES.lock().await;

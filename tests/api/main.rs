@@ -1,6 +1,7 @@
 //! End-to-end tests: the whole system on port 0, on the embedded backends and on
 //! Postgres + Redis.
 
+mod aborts;
 mod ads;
 mod batching;
 mod delivery;

@@ -50,6 +50,7 @@ async fn operator_routes_need_the_admin_token_when_it_is_set() {
     let dead = dead_job(&app).await;
     let routes = [
         (reqwest::Method::POST, format!("/jobs/{dead}/retry")),
+        (reqwest::Method::POST, format!("/jobs/{dead}/abort")),
         (reqwest::Method::DELETE, format!("/jobs/{dead}")),
         (reqwest::Method::POST, "/rates/refresh".to_owned()),
         (reqwest::Method::POST, "/jobs/noop".to_owned()),
@@ -224,6 +225,7 @@ async fn operator_routes_are_open_without_a_token_and_document_401() {
     for (path, method) in [
         ("/jobs/{id}", "delete"),
         ("/jobs/{id}/retry", "post"),
+        ("/jobs/{id}/abort", "post"),
         ("/rates/refresh", "post"),
         ("/jobs/noop", "post"),
         ("/jobs/bulk", "post"),
@@ -577,6 +579,7 @@ async fn with_a_token_the_document_declares_the_bearer_scheme_of_the_operator_ro
     for (path, method) in [
         ("/jobs/{id}", "delete"),
         ("/jobs/{id}/retry", "post"),
+        ("/jobs/{id}/abort", "post"),
         ("/rates/refresh", "post"),
         ("/jobs/noop", "post"),
         ("/jobs/bulk", "post"),

@@ -123,6 +123,11 @@ async fn the_openapi_document_lists_every_route_with_its_answers() {
             &["202", "401", "404", "409", "503"],
         ),
         (
+            "/jobs/{id}/abort",
+            "post",
+            &["200", "401", "404", "409", "503"],
+        ),
+        (
             "/jobs/noop",
             "post",
             &["202", "400", "401", "415", "422", "503"],

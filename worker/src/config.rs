@@ -36,6 +36,10 @@ pub struct WorkerConfig {
     #[arg(long, env = "THROUGHPUT_FLUSH_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub throughput_flush_ms: u64,
+    /// How often, while jobs run, a worker reads which of them an operator aborted, in
+    /// ms: an aborted attempt is dropped (and its slot freed) within this time.
+    #[arg(long, env = "JOB_ABORT_POLL_MS", default_value_t = 500)]
+    pub abort_poll_ms: u64,
 }
 
 impl WorkerConfig {
@@ -77,6 +81,11 @@ impl WorkerConfig {
     /// How often the throughput counts are stored.
     pub fn throughput_flush(&self) -> Duration {
         Duration::from_millis(self.throughput_flush_ms.max(1))
+    }
+
+    /// How often the running jobs are checked for aborts.
+    pub fn abort_poll(&self) -> Duration {
+        Duration::from_millis(self.abort_poll_ms.max(1))
     }
 
     /// The shutdown grace period.

@@ -3,6 +3,9 @@
 //! The executor never returns an error to the queue backend: every outcome is written
 //! to the job record, and a task whose outcome could not be written (database down) is
 //! pushed again, so that nothing is lost.
+//!
+//! An attempt whose job an operator aborts is dropped where it awaits (see
+//! [`crate::aborts`]), recorded in the job's attempt log, and its task acked.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +17,8 @@ use engine::store::{AttemptRun, Failure, Start, StoreError};
 use engine::throughput::Throughput;
 use engine::{Envelope, JobRecord, JobStore, Load, Queue, Registry, Task};
 
+use crate::aborts::Running;
+
 /// What every delivery needs.
 #[derive(Debug, Clone)]
 pub struct Executor {
@@ -23,6 +28,7 @@ pub struct Executor {
     delivery: DeliveryConfig,
     metrics: Metrics,
     throughput: Throughput,
+    running: Arc<Running>,
 }
 
 /// How one delivery ended, for logs and tests.
@@ -38,6 +44,8 @@ pub enum Outcome {
     Dead,
     /// The task was not the job's to run (finished, cancelled or superseded).
     Skipped,
+    /// An operator aborted the job while this attempt ran: the attempt was dropped.
+    Aborted,
     /// The outcome could not be recorded; the task was pushed again.
     Redelivered(String),
 }
@@ -46,6 +54,7 @@ pub enum Outcome {
 enum Attempted {
     Ran(Ran),
     Failed(String),
+    Aborted,
 }
 
 impl Executor {
@@ -64,7 +73,14 @@ impl Executor {
             delivery,
             metrics,
             throughput: Throughput::default(),
+            running: Arc::default(),
         })
+    }
+
+    /// The attempts under way, which [`Running::watch`] stops when their job is
+    /// aborted.
+    pub fn running(&self) -> &Running {
+        &self.running
     }
 
     /// The job records this executor writes to (and the queue pauses it obeys).
@@ -103,6 +119,8 @@ impl Executor {
             Outcome::Retrying(_) | Outcome::Dead => self.throughput.failed(&task.queue),
             // Nothing ran to an outcome here: another delivery counts the job.
             Outcome::Duplicate | Outcome::Skipped | Outcome::Redelivered(_) => {}
+            // An operator's decision, not a failure of the job.
+            Outcome::Aborted => {}
         }
         outcome
     }
@@ -134,6 +152,19 @@ impl Executor {
         let outcome = self.attempt(envelope, &record, &attempt).await;
         *ran = Some(started.elapsed());
         let error = match outcome {
+            Attempted::Aborted => {
+                // Best effort: the record says `cancelled` already; this adds the
+                // attempt to its log.
+                let elapsed = started.elapsed();
+                if let Err(err) = self
+                    .store
+                    .record_aborted(envelope, &record, &attempt, elapsed)
+                    .await
+                {
+                    tracing::warn!(job = %envelope.job_id, %err, "could not log the aborted attempt");
+                }
+                return Ok(Outcome::Aborted);
+            }
             Attempted::Ran(success) => {
                 match success
                     .record(
@@ -182,7 +213,8 @@ impl Executor {
 
     /// Runs the record's kind under the attempt timeout; every failure becomes the
     /// message recorded on the job. An attempt still running after
-    /// `JOB_RUNNING_MARK_MS` is marked `running` meanwhile.
+    /// `JOB_RUNNING_MARK_MS` is marked `running` meanwhile; one whose job is aborted
+    /// is dropped.
     async fn attempt(
         &self,
         envelope: &Envelope,
@@ -193,17 +225,27 @@ impl Executor {
             return Attempted::Failed(format!("unknown job kind '{}'", record.kind));
         };
         let timeout = self.delivery.timeout();
+        let abort = self.running.enter(envelope.job_id);
         let run = tokio::time::timeout(timeout, runner.run(record, attempt.number));
         tokio::pin!(run);
-        let outcome = tokio::select! {
-            outcome = &mut run => outcome,
-            () = tokio::time::sleep(self.delivery.running_mark()) => {
-                // Best effort: the outcome is written whether or not this is.
-                if let Err(err) = self.store.mark_running(envelope, attempt).await {
-                    tracing::warn!(job = %envelope.job_id, %err, "could not mark the job running");
+        let marked = async {
+            tokio::select! {
+                outcome = &mut run => outcome,
+                () = tokio::time::sleep(self.delivery.running_mark()) => {
+                    // Best effort: the outcome is written whether or not this is. (After
+                    // an abort it writes nothing: `cancelled` is not startable.)
+                    if let Err(err) = self.store.mark_running(envelope, attempt).await {
+                        tracing::warn!(job = %envelope.job_id, %err, "could not mark the job running");
+                    }
+                    run.await
                 }
-                run.await
             }
+        };
+        // Dropping the attempt's future stops it at its next await; work on a
+        // blocking thread finishes there, unseen.
+        let outcome = tokio::select! {
+            outcome = marked => outcome,
+            () = abort.requested() => return Attempted::Aborted,
         };
         match outcome {
             Ok(Ok(success)) => Attempted::Ran(success),
@@ -240,6 +282,7 @@ impl Outcome {
             Outcome::Retrying(_) => "retrying",
             Outcome::Dead => "dead",
             Outcome::Skipped => "skipped",
+            Outcome::Aborted => "aborted",
             Outcome::Redelivered(_) => "redelivered",
         }
     }

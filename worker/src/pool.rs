@@ -1,6 +1,7 @@
 //! The worker pool: one consumer per queue, stopped gracefully, holding back while
-//! an operator has paused its queue; it stores the throughput its executor counted
-//! every `THROUGHPUT_FLUSH_MS` and once more when it stops.
+//! an operator has paused its queue, and dropping the attempts an operator aborts;
+//! it stores the throughput its executor counted every `THROUGHPUT_FLUSH_MS` and
+//! once more when it stops.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -145,8 +146,14 @@ async fn consume(
         first_error.map_or(Ok(()), Err)
     };
     tokio::pin!(drained);
+    // The aborts are watched as long as the pool runs, through the shutdown grace: it
+    // is a branch that never ends, so it is dropped with the pool.
+    let aborts = executor
+        .running()
+        .watch(executor.store(), config.abort_poll());
     tokio::select! {
         result = &mut drained => result,
+        () = aborts => Ok(()),
         () = async { shutdown.clone().await; tokio::time::sleep(config.shutdown_grace()).await } => {
             tracing::warn!("shutdown grace elapsed with tasks still running; they will be redelivered");
             Ok(())
