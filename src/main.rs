@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 use conveyor::{Config, Role};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Conveyor: job queues, workers and a scheduler behind one HTTP API.
 ///
 /// Every setting is an environment variable; `--help` on a subcommand lists them with
