@@ -56,6 +56,26 @@ impl Effect for Logged {
     }
 }
 
+/// Records `attempt` of `envelope`'s job succeeded with a [`Logged`] effect: whether it
+/// applied.
+async fn succeed_logged(
+    store: &engine::JobStore,
+    envelope: engine::Envelope,
+    attempt: AttemptRun,
+) -> bool {
+    let success = Success {
+        effect: Logged(envelope.job_id),
+        envelope,
+        attempt,
+        result: json!({}),
+        elapsed: Duration::from_millis(1),
+    };
+    store
+        .succeed("test.logged", success)
+        .await
+        .expect("succeed")
+}
+
 async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
     let (config, dir) = test_config(stack).await;
     let app = spawn_with(config, dir, Role::Api).await;
@@ -80,23 +100,8 @@ async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
         };
         attempts.push(attempt);
     }
-    let finish = |attempt: AttemptRun| {
-        let store = app.backends.store.clone();
-        let envelope = envelope.clone();
-        async move {
-            let success = Success {
-                effect: Logged(envelope.job_id),
-                envelope,
-                attempt,
-                result: json!({}),
-                elapsed: Duration::from_millis(1),
-            };
-            store
-                .succeed("test.logged", success)
-                .await
-                .expect("succeed")
-        }
-    };
+    let finish =
+        |attempt: AttemptRun| succeed_logged(&app.backends.store, envelope.clone(), attempt);
     let (first, second) = tokio::join!(finish(attempts[0].clone()), finish(attempts[1].clone()));
     assert!(
         first ^ second,
@@ -132,19 +137,8 @@ async fn a_job_aborted_while_running_neither_succeeds_nor_applies_its_effect(sta
         .await
         .expect("probe table");
     let store = &app.backends.store;
-    let finish = |envelope: engine::Envelope, attempt: AttemptRun| async move {
-        let success = Success {
-            effect: Logged(envelope.job_id),
-            envelope,
-            attempt,
-            result: json!({}),
-            elapsed: Duration::from_millis(1),
-        };
-        store
-            .succeed("test.logged", success)
-            .await
-            .expect("succeed")
-    };
+    let finish =
+        |envelope: engine::Envelope, attempt: AttemptRun| succeed_logged(store, envelope, attempt);
     let start = |envelope: engine::Envelope| async move {
         match store.start_attempt(&envelope, "w").await.expect("start") {
             Start::Run { attempt, .. } => attempt,

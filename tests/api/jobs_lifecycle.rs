@@ -383,6 +383,16 @@ async fn a_list_leaves_out_large_values_and_cuts_long_errors(stack: Stack) {
 }
 on_both_stacks!(a_list_leaves_out_large_values_and_cuts_long_errors);
 
+/// The ids of a `GET /jobs` page, in its order.
+fn listed_ids(page: &serde_json::Value) -> Vec<String> {
+    page["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
 async fn jobs_are_found_by_queue_and_by_part_of_their_kind(stack: Stack) {
     let app = spawn_app(stack).await;
     let noop = app.enqueue_noop(json!({})).await;
@@ -394,14 +404,6 @@ async fn jobs_are_found_by_queue_and_by_part_of_their_kind(stack: Stack) {
     for id in [&noop, &math] {
         app.wait_for_status(id, "succeeded", WITHIN).await;
     }
-    let ids = |page: &serde_json::Value| -> Vec<String> {
-        page["jobs"]
-            .as_array()
-            .expect("jobs")
-            .iter()
-            .map(|j| j["id"].as_str().expect("id").to_owned())
-            .collect()
-    };
     for (query, expected) in [
         ("kind=noop", vec![noop.clone()]),
         ("kind=NOOP", vec![noop.clone()]),
@@ -417,7 +419,7 @@ async fn jobs_are_found_by_queue_and_by_part_of_their_kind(stack: Stack) {
     ] {
         let (status, page) = app.get(&format!("/jobs?{query}")).await;
         assert_eq!(status, 200, "{query}: {page}");
-        assert_eq!(ids(&page), expected, "{query}");
+        assert_eq!(listed_ids(&page), expected, "{query}");
     }
 }
 on_both_stacks!(jobs_are_found_by_queue_and_by_part_of_their_kind);
@@ -426,14 +428,6 @@ async fn jobs_are_found_by_their_id_or_its_beginning(stack: Stack) {
     let app = spawn_app(stack).await;
     let first = app.enqueue_noop(json!({})).await;
     let second = app.enqueue_noop(json!({})).await;
-    let ids = |page: &serde_json::Value| -> Vec<String> {
-        page["jobs"]
-            .as_array()
-            .expect("jobs")
-            .iter()
-            .map(|j| j["id"].as_str().expect("id").to_owned())
-            .collect()
-    };
     // The longest beginning the two ids share finds both, newest first; one more
     // character tells them apart. (On their queue: the jobs of start-up, on others,
     // may share a short beginning.)
@@ -452,7 +446,7 @@ async fn jobs_are_found_by_their_id_or_its_beginning(stack: Stack) {
     ] {
         let (status, page) = app.get(&format!("/jobs?queue=default&id={query}")).await;
         assert_eq!(status, 200, "{query}: {page}");
-        assert_eq!(ids(&page), expected, "{query}");
+        assert_eq!(listed_ids(&page), expected, "{query}");
     }
     for refused in ["", "01I", "not-an-id", &format!("{first}0")] {
         let (status, body) = app.get(&format!("/jobs?id={refused}")).await;

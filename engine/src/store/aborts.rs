@@ -15,7 +15,7 @@ use entity::job;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
-use super::{AttemptRun, JobStore, OperatorOutcome, StoreError, count, millis, statuses};
+use super::{AttemptRun, JobStore, OperatorOutcome, StoreError, count, millis};
 use crate::ids::JobId;
 use crate::record::{FailedAttempt, JobRecord, JobStatus};
 use crate::task::Envelope;
@@ -32,22 +32,8 @@ impl JobStore {
     /// with its finish time and [`ABORTED`] as its error. Its worker, if any, abandons
     /// the attempt when it next reads [`JobStore::cancelled_among`].
     pub async fn abort(&self, id: JobId) -> Result<OperatorOutcome, StoreError> {
-        let updated = job::Entity::update_many()
-            .col_expr(
-                job::Column::Status,
-                Expr::value(JobStatus::Cancelled.as_str()),
-            )
-            .col_expr(job::Column::FinishedAt, Expr::value(Utc::now()))
-            .col_expr(job::Column::Error, Expr::value(ABORTED))
-            .col_expr(
-                job::Column::RunAt,
-                Expr::value(Option::<chrono::DateTime<Utc>>::None),
-            )
-            .filter(job::Column::Id.eq(id.to_string()))
-            .filter(job::Column::Status.is_in(statuses(JobStatus::can_abort)))
-            .exec_with_returning(self.db())
-            .await?;
-        self.operator_outcome(id, updated).await
+        self.cancel_where(id, JobStatus::can_abort, Some(ABORTED))
+            .await
     }
 
     /// Those of `ids` whose job is now `cancelled`: what a worker asks about the jobs

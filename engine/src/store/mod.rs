@@ -775,7 +775,18 @@ impl JobStore {
 
     /// Cancels a job that has not started.
     pub async fn cancel(&self, id: JobId) -> Result<OperatorOutcome, StoreError> {
-        let updated = job::Entity::update_many()
+        self.cancel_where(id, JobStatus::can_cancel, None).await
+    }
+
+    /// Makes a job `cancelled` at once, with its finish time (and `error`, when given),
+    /// if its status is one `allowed` admits.
+    async fn cancel_where(
+        &self,
+        id: JobId,
+        allowed: fn(JobStatus) -> bool,
+        error: Option<&str>,
+    ) -> Result<OperatorOutcome, StoreError> {
+        let mut update = job::Entity::update_many()
             .col_expr(
                 job::Column::Status,
                 Expr::value(JobStatus::Cancelled.as_str()),
@@ -784,9 +795,13 @@ impl JobStore {
             .col_expr(
                 job::Column::RunAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
-            )
+            );
+        if let Some(error) = error {
+            update = update.col_expr(job::Column::Error, Expr::value(error));
+        }
+        let updated = update
             .filter(job::Column::Id.eq(id.to_string()))
-            .filter(job::Column::Status.is_in(statuses(JobStatus::can_cancel)))
+            .filter(job::Column::Status.is_in(statuses(allowed)))
             .exec_with_returning(&self.db)
             .await?;
         self.operator_outcome(id, updated).await
