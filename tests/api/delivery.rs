@@ -56,6 +56,17 @@ impl Effect for Logged {
     }
 }
 
+/// An api (no workers) on `stack` whose database has the probe effects' `effect_log`.
+async fn api_with_effect_log(stack: Stack) -> (TestApp, sea_orm::DatabaseConnection) {
+    let (config, dir) = test_config(stack).await;
+    let app = spawn_with(config, dir, Role::Api).await;
+    let db = app.backends.store.db().clone();
+    db.execute_unprepared("CREATE TABLE effect_log (job_id VARCHAR(26) NOT NULL)")
+        .await
+        .expect("probe table");
+    (app, db)
+}
+
 /// Records `attempt` of `envelope`'s job succeeded with a [`Logged`] effect: whether it
 /// applied.
 async fn succeed_logged(
@@ -77,12 +88,7 @@ async fn succeed_logged(
 }
 
 async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
-    let (config, dir) = test_config(stack).await;
-    let app = spawn_with(config, dir, Role::Api).await;
-    let db = app.backends.store.db().clone();
-    db.execute_unprepared("CREATE TABLE effect_log (job_id VARCHAR(26) NOT NULL)")
-        .await
-        .expect("probe table");
+    let (app, db) = api_with_effect_log(stack).await;
     let envelope = new_noop(&app, json!({})).await.envelope;
 
     // Two deliveries of the same task, both started (as after a worker was killed
@@ -130,12 +136,7 @@ on_both_stacks!(a_redelivered_task_applies_its_effect_once);
 /// The abort and the success race for the record: whichever comes second changes
 /// nothing, so an aborted job never turns `succeeded` nor applies its effect.
 async fn a_job_aborted_while_running_neither_succeeds_nor_applies_its_effect(stack: Stack) {
-    let (config, dir) = test_config(stack).await;
-    let app = spawn_with(config, dir, Role::Api).await;
-    let db = app.backends.store.db().clone();
-    db.execute_unprepared("CREATE TABLE effect_log (job_id VARCHAR(26) NOT NULL)")
-        .await
-        .expect("probe table");
+    let (app, db) = api_with_effect_log(stack).await;
     let store = &app.backends.store;
     let finish =
         |envelope: engine::Envelope, attempt: AttemptRun| succeed_logged(store, envelope, attempt);
@@ -219,12 +220,7 @@ impl Effect for Picky {
 /// effect: that job's success fails (its attempt is retried, then dead), and the
 /// others are recorded with their effects.
 async fn a_refused_effect_fails_only_its_own_job(stack: Stack) {
-    let (config, dir) = test_config(stack).await;
-    let app = spawn_with(config, dir, Role::Api).await;
-    let db = app.backends.store.db().clone();
-    db.execute_unprepared("CREATE TABLE effect_log (job_id VARCHAR(26) NOT NULL)")
-        .await
-        .expect("probe table");
+    let (app, db) = api_with_effect_log(stack).await;
     let store = &app.backends.store;
     let mut successes = Vec::new();
     for refuse in [false, true, false] {
