@@ -622,3 +622,62 @@ async fn bulk_filters_must_be_json_strings() {
         );
     }
 }
+
+/// Everything a connection sends until it closes (or 20 s pass).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut all)).await;
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[tokio::test]
+async fn requests_hyper_cannot_read_are_answered_in_json_too() {
+    use tokio::io::AsyncWriteExt;
+    let app = app_with(|_| {}).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let cases = [
+        (
+            "GET /ping HTTP/1.1\r\nHost: x\r\nnot a header\r\n\r\n".to_owned(),
+            "400",
+            "bad_request",
+        ),
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)),
+            "414",
+            "uri_too_long",
+        ),
+        (
+            format!("GET /ping HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"),
+            "431",
+            "header_fields_too_large",
+        ),
+    ];
+    for (request, status, tag) in cases {
+        let mut client = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        client.write_all(request.as_bytes()).await.expect("write");
+        let answer = read_until_closed(&mut client).await;
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no head in {answer:?}"));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        let lower = head.to_ascii_lowercase();
+        assert!(lower.contains("content-type: application/json"), "{head}");
+        assert!(
+            lower.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(body["error"], tag, "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+    }
+    // Good requests are served as ever, on a connection of their own.
+    let (status, body) = app.get("/ping").await;
+    assert_eq!(status, 200, "{body}");
+}
