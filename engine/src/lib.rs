@@ -18,6 +18,7 @@
 //! - [`secret`]: secrets from the environment, never printed, compared in constant time.
 #![warn(missing_docs)]
 
+mod batch;
 pub mod config;
 pub mod db;
 pub mod http;

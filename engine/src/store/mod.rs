@@ -6,15 +6,14 @@
 //! # Layout
 //! - here: [`JobStore`], one method per state change or query.
 //! - `writes`: the hot writes (creation, claim, success with its effect), each one
-//!   statement per batch of callers, on either database.
-//! - `group_commit`: the batching those writes ride on.
+//!   statement per batch of callers, on either database (batched by
+//!   [`crate::batch`]).
 //! - `retention`: deleting finished records past their retention.
 //! - `pauses`: the queues an operator paused.
 //! - `throughput`: the per-minute history of jobs succeeded and attempts failed.
 //! - `aborts`: cancelling a running job, and what its worker reads and writes then.
 
 mod aborts;
-mod group_commit;
 mod pauses;
 mod retention;
 mod throughput;
@@ -85,6 +84,20 @@ impl From<DbErr> for StoreError {
 impl From<serde_json::Error> for StoreError {
     fn from(err: serde_json::Error) -> Self {
         StoreError::Encode(Arc::new(err))
+    }
+}
+
+impl crate::batch::BatchError for StoreError {
+    fn lost() -> Self {
+        StoreError::Lost
+    }
+
+    fn miscounted(asked: usize, answered: usize) -> Self {
+        StoreError::Miscounted { asked, answered }
+    }
+
+    fn is_unreachable(&self) -> bool {
+        StoreError::is_unreachable(self)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The hot path of a job's record: creating it (without an idempotency key), reading
 //! it when a worker starts an attempt, and recording a success with its effect. Each
-//! is group-committed (see [`super::group_commit`]): callers queue their row, and one
+//! is group-committed (see [`crate::batch`]): callers queue their row, and one
 //! statement carries every row pending, its rows travelling as one JSON parameter so
 //! that the statement is prepared once whatever the batch size. The statements differ
 //! between Postgres (`json_to_recordset`) and SQLite (`json_each`) only in how they
@@ -26,7 +26,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, S
 use serde::Serialize;
 use serde_json::Value;
 
-use super::group_commit::{Batcher, Limits, Weight};
+use crate::batch::{Batcher, Limits, Weight};
 use super::{StoreError, Success, read, write_transaction};
 use crate::ids::JobId;
 use crate::job::{Effect, EffectError};
@@ -40,8 +40,8 @@ type AnySuccesses = Arc<dyn Any + Send + Sync>;
 pub(super) struct Writes {
     db: DatabaseConnection,
     limits: Limits,
-    create: Arc<Batcher<String, ()>>,
-    read: Arc<Batcher<JobId, Option<JobRecord>>>,
+    create: Arc<Batcher<String, (), StoreError>>,
+    read: Arc<Batcher<JobId, Option<JobRecord>, StoreError>>,
     /// One success batcher per kind, made on its first success.
     successes: Mutex<HashMap<&'static str, AnySuccesses>>,
 }
@@ -163,7 +163,7 @@ impl Writes {
     }
 }
 
-type SuccessBatcher<E> = Batcher<Encoded<Success<E>>, Result<bool, StoreError>>;
+type SuccessBatcher<E> = Batcher<Encoded<Success<E>>, Result<bool, StoreError>, StoreError>;
 
 /// A batcher whose flushes run `write` over `db`.
 fn batcher<Req, Res, Fut>(
@@ -171,7 +171,7 @@ fn batcher<Req, Res, Fut>(
     limits: Limits,
     weight: Weight<Req>,
     write: fn(DatabaseConnection, Vec<Req>) -> Fut,
-) -> Arc<Batcher<Req, Res>>
+) -> Arc<Batcher<Req, Res, StoreError>>
 where
     Req: Send + 'static,
     Res: Send + 'static,

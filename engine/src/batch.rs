@@ -1,4 +1,5 @@
-//! Group commit: many callers' record writes of one shape carried by one statement.
+//! Group commit: many callers' writes of one shape carried by one statement (a
+//! record write, a push of tasks).
 //!
 //! A caller adds its request to the pending list and awaits its own answer. If fewer
 //! than `flushers` flushes are running, it starts one: a task that takes pending
@@ -15,19 +16,28 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::StoreError;
+/// What a failed batch answers each of its callers.
+pub(crate) trait BatchError: Clone + Send + 'static {
+    /// The flush carrying the write ended without answering.
+    fn lost() -> Self;
+    /// The flush answered for a different number of writes than it carried.
+    fn miscounted(asked: usize, answered: usize) -> Self;
+    /// The backend could not be reached: nothing was written, and the writes queued
+    /// behind would wait for the same answer.
+    fn is_unreachable(&self) -> bool;
+}
 
 /// Runs one batch; answers in the order of the requests, one per request.
-pub(crate) type Flush<Req, Res> =
-    Arc<dyn Fn(Vec<Req>) -> BoxFuture<'static, Result<Vec<Res>, StoreError>> + Send + Sync>;
+pub(crate) type Flush<Req, Res, E> =
+    Arc<dyn Fn(Vec<Req>) -> BoxFuture<'static, Result<Vec<Res>, E>> + Send + Sync>;
 
 /// A request's weight: about how many bytes it adds to its batch's statement.
 pub(crate) type Weight<Req> = fn(&Req) -> usize;
 
-struct Pending<Req, Res> {
+struct Pending<Req, Res, E> {
     request: Req,
     weight: usize,
-    answer: oneshot::Sender<Result<Res, StoreError>>,
+    answer: oneshot::Sender<Result<Res, E>>,
 }
 
 /// How large a batch may grow.
@@ -43,15 +53,15 @@ pub(crate) struct Limits {
 }
 
 /// One kind of write, batched.
-pub(crate) struct Batcher<Req, Res> {
-    pending: Mutex<Vec<Pending<Req, Res>>>,
+pub(crate) struct Batcher<Req, Res, E> {
+    pending: Mutex<Vec<Pending<Req, Res, E>>>,
     flushers: Arc<Semaphore>,
     limits: Limits,
     weight: Weight<Req>,
-    flush: Flush<Req, Res>,
+    flush: Flush<Req, Res, E>,
 }
 
-impl<Req, Res> std::fmt::Debug for Batcher<Req, Res> {
+impl<Req, Res, E> std::fmt::Debug for Batcher<Req, Res, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher")
             .field("limits", &self.limits)
@@ -60,10 +70,10 @@ impl<Req, Res> std::fmt::Debug for Batcher<Req, Res> {
     }
 }
 
-impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
-    /// Batches within `limits` (each running flush holds one database connection),
-    /// requests weighed by `weight`.
-    pub(crate) fn new(limits: Limits, weight: Weight<Req>, flush: Flush<Req, Res>) -> Arc<Self> {
+impl<Req: Send + 'static, Res: Send + 'static, E: BatchError> Batcher<Req, Res, E> {
+    /// Batches within `limits` (each running flush holds one connection), requests
+    /// weighed by `weight`.
+    pub(crate) fn new(limits: Limits, weight: Weight<Req>, flush: Flush<Req, Res, E>) -> Arc<Self> {
         Arc::new(Batcher {
             pending: Mutex::new(Vec::new()),
             flushers: Arc::new(Semaphore::new(limits.flushers.max(1))),
@@ -77,7 +87,7 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
     }
 
     /// Writes `request` in the next batch and returns its answer.
-    pub(crate) async fn run(self: &Arc<Self>, request: Req) -> Result<Res, StoreError> {
+    pub(crate) async fn run(self: &Arc<Self>, request: Req) -> Result<Res, E> {
         let (answer, rx) = oneshot::channel();
         let weight = (self.weight)(&request);
         self.lock().push(Pending {
@@ -86,12 +96,12 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
             answer,
         });
         self.start_flusher();
-        rx.await.unwrap_or(Err(StoreError::Lost))
+        rx.await.unwrap_or_else(|_| Err(E::lost()))
     }
 
     /// How many of the oldest pending requests the next batch takes: at least one, and
     /// no more than the limits allow.
-    fn next_batch(&self, pending: &[Pending<Req, Res>]) -> usize {
+    fn next_batch(&self, pending: &[Pending<Req, Res, E>]) -> usize {
         let mut bytes = 0;
         let mut take = 0;
         for request in pending.iter().take(self.limits.rows) {
@@ -104,7 +114,7 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
         take
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending<Req, Res>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending<Req, Res, E>>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -119,7 +129,7 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
 
     async fn flush_while_pending(self: Arc<Self>, permit: OwnedSemaphorePermit) {
         loop {
-            let batch: Vec<Pending<Req, Res>> = {
+            let batch: Vec<Pending<Req, Res, E>> = {
                 let mut pending = self.lock();
                 let take = self.next_batch(&pending);
                 pending.drain(..take).collect()
@@ -137,10 +147,7 @@ impl<Req: Send + 'static, Res: Send + 'static> Batcher<Req, Res> {
                     }
                 }
                 Ok(results) => {
-                    let err = StoreError::Miscounted {
-                        asked: count,
-                        answered: results.len(),
-                    };
+                    let err = E::miscounted(count, results.len());
                     for answer in answers {
                         let _ = answer.send(Err(err.clone()));
                     }
@@ -177,6 +184,7 @@ mod tests {
     use sea_orm::DbErr;
 
     use super::*;
+    use crate::store::StoreError;
 
     fn limits(rows: usize, flushers: usize) -> Limits {
         Limits {
@@ -186,7 +194,7 @@ mod tests {
         }
     }
 
-    fn doubling(batches: Arc<Mutex<Vec<usize>>>, delay: Duration) -> Flush<u32, u32> {
+    fn doubling(batches: Arc<Mutex<Vec<usize>>>, delay: Duration) -> Flush<u32, u32, StoreError> {
         Arc::new(move |requests: Vec<u32>| {
             let batches = batches.clone();
             Box::pin(async move {
@@ -238,7 +246,7 @@ mod tests {
     async fn never_more_flushes_at_once_than_flushers() {
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
-        let flush: Flush<u32, u32> = {
+        let flush: Flush<u32, u32, StoreError> = {
             let (running, most) = (running.clone(), most.clone());
             Arc::new(move |requests: Vec<u32>| {
                 let (running, most) = (running.clone(), most.clone());
@@ -263,7 +271,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_each_of_its_callers_with_the_cause() {
-        let flush: Flush<u32, u32> = Arc::new(|_requests: Vec<u32>| {
+        let flush: Flush<u32, u32, StoreError> = Arc::new(|_requests: Vec<u32>| {
             Box::pin(async { Err(StoreError::from(DbErr::Custom("connection refused".into()))) })
         });
         let batcher = Batcher::new(limits(8, 1), |_: &u32| 1, flush);
@@ -279,7 +287,7 @@ mod tests {
     /// and the number of flushes.
     async fn three_callers_behind_a_failing_flush(error: fn() -> DbErr) -> (Vec<String>, usize) {
         let flushes = Arc::new(AtomicUsize::new(0));
-        let flush: Flush<u32, u32> = {
+        let flush: Flush<u32, u32, StoreError> = {
             let flushes = flushes.clone();
             Arc::new(move |_requests: Vec<u32>| {
                 flushes.fetch_add(1, Ordering::SeqCst);
@@ -358,7 +366,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_answering_the_wrong_number_of_results_is_an_error() {
-        let flush: Flush<u32, u32> =
+        let flush: Flush<u32, u32, StoreError> =
             Arc::new(|_requests: Vec<u32>| Box::pin(async { Ok(Vec::new()) }));
         let batcher = Batcher::new(limits(8, 1), |_: &u32| 1, flush);
         let err = batcher.run(1).await.unwrap_err().to_string();
