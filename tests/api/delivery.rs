@@ -323,6 +323,51 @@ async fn pushing_the_same_task_twice_on_redis_queues_it_once() {
     assert_eq!(queue.depth("default").await.expect("depth"), 2);
 }
 
+/// Pushes made at once travel together (one script call per queue): each still gets its
+/// own answer, on its own queue, due now or later, a duplicate refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushes_made_at_once_on_redis_each_get_their_own_answer() {
+    let (config, dir) = test_config(Stack::Production).await;
+    let app = spawn_with(config, dir, Role::Api).await;
+    let template = new_noop(&app, json!({})).await;
+    let queue = &app.backends.queue;
+    let tasks: Vec<(Task, Duration)> = (0..400)
+        .map(|i| {
+            let mut task = template.clone();
+            task.envelope.task_id = engine::ids::TaskId::generate();
+            task.queue = if i % 2 == 0 { "default" } else { "reports" }.to_owned();
+            let delay = if i % 5 == 0 {
+                Duration::from_secs(3600)
+            } else {
+                Duration::ZERO
+            };
+            (task, delay)
+        })
+        .collect();
+    // The first 20 twice: in the same batch or the next, one of the two is refused.
+    let pushes = tasks
+        .iter()
+        .chain(tasks.iter().take(20))
+        .map(|(task, delay)| queue.push(task, *delay));
+    let answers = futures::future::try_join_all(pushes).await.expect("pushes");
+    let queued = answers.iter().filter(|a| **a == Pushed::Queued).count();
+    assert_eq!(queued, 400, "{answers:?}");
+    assert_eq!(answers.len() - queued, 20);
+    for (i, (task, _)) in tasks.iter().take(20).enumerate() {
+        assert_eq!(
+            [answers[i], answers[400 + i]]
+                .iter()
+                .filter(|a| **a == Pushed::Queued)
+                .count(),
+            1,
+            "{task:?}"
+        );
+    }
+    // Delayed ones wait in the delayed set, the rest are ready; depth counts both.
+    assert_eq!(queue.depth("default").await.expect("depth"), 200);
+    assert_eq!(queue.depth("reports").await.expect("depth"), 200);
+}
+
 /// The outcome of an attempt cannot be written (the database failed at that moment):
 /// the worker pushes the task again, and the next delivery finishes the job. Found by
 /// `tests/faults/run.sh` during a Postgres restart, when the push was refused as a

@@ -34,6 +34,9 @@ pub enum QueueError {
     /// The worker loop stopped with an error.
     #[error("worker: {0}")]
     Worker(String),
+    /// A batch of pushes ended without a proper answer.
+    #[error("redis push: {0}")]
+    Push(String),
     /// The configuration cannot work.
     #[error("configuration: {0}")]
     Config(String),

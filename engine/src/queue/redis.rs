@@ -6,6 +6,9 @@
 //! straight onto the active list (`push.lua`), delayed tasks wait in a set of our own
 //! and are promoted in bounded chunks (`promote.lua`), and handlers never return an
 //! error to apalis (which would schedule an apalis retry in that set).
+//!
+//! Pushes are group-committed (`crate::batch`): the pushes that pile up while one is
+//! on its way go together, one `push.lua` call per queue, with one wake message.
 
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +28,7 @@ use tokio::sync::Notify;
 use super::drain::{after_drain, keep_alive_while_running};
 use super::wake::wake_stream;
 use super::{Consumer, QueueError, deliver};
+use crate::batch::{BatchError, Batcher, Limits};
 use crate::task::Envelope;
 
 static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/push.lua")));
@@ -34,10 +38,120 @@ static VACUUM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua
 /// Tasks moved per promote or vacuum call: far below the ~8 000 that break a Lua `unpack`.
 const PROMOTE_CHUNK: usize = 1_000;
 
+/// How pushes are batched: up to 256 (or 1 MiB of payloads) per batch, two batches
+/// on their way at once on the one multiplexed connection.
+const PUSH_LIMITS: Limits = Limits {
+    rows: 256,
+    bytes: 1 << 20,
+    flushers: 2,
+};
+
 #[derive(Clone)]
 pub(crate) struct RedisQueue {
     client: redis::Client,
     conn: ConnectionManager,
+    pushes: Arc<Batcher<PushRow, bool, PushFailed>>,
+}
+
+/// One push in a batch of pushes.
+struct PushRow {
+    physical: String,
+    delivery_id: String,
+    payload: Vec<u8>,
+    /// When it is due, in ms since the epoch; 0 for now.
+    due: u64,
+}
+
+/// Why a batch of pushes failed, as each of its callers learns it.
+#[derive(Debug, Clone)]
+enum PushFailed {
+    Redis(redis::RedisError),
+    Lost,
+    Miscounted { asked: usize, answered: usize },
+}
+
+impl BatchError for PushFailed {
+    fn lost() -> Self {
+        PushFailed::Lost
+    }
+
+    fn miscounted(asked: usize, answered: usize) -> Self {
+        PushFailed::Miscounted { asked, answered }
+    }
+
+    fn is_unreachable(&self) -> bool {
+        match self {
+            PushFailed::Redis(err) => {
+                err.is_io_error()
+                    || err.is_connection_dropped()
+                    || err.is_connection_refusal()
+                    || err.is_timeout()
+            }
+            PushFailed::Lost | PushFailed::Miscounted { .. } => false,
+        }
+    }
+}
+
+impl From<PushFailed> for QueueError {
+    fn from(failed: PushFailed) -> Self {
+        match failed {
+            PushFailed::Redis(err) => QueueError::Redis(err),
+            PushFailed::Lost => QueueError::Push("the batch pushing this task was lost".into()),
+            PushFailed::Miscounted { asked, answered } => {
+                QueueError::Push(format!("a batch of {asked} pushes answered {answered}"))
+            }
+        }
+    }
+}
+
+/// Runs one batch of pushes: one `push.lua` call per queue, all on their way at once.
+async fn push_batch(conn: ConnectionManager, rows: Vec<PushRow>) -> Result<Vec<bool>, PushFailed> {
+    let now = now_ms();
+    // The rows of each queue, by index, queues in order of first appearance.
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        match groups.iter_mut().find(|(queue, _)| *queue == row.physical) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((&row.physical, vec![i])),
+        }
+    }
+    let calls = groups.iter().map(|(physical, members)| {
+        let keys = Keys::new(physical);
+        let mut invocation = PUSH.prepare_invoke();
+        invocation
+            .key(keys.config.job_data_hash())
+            .key(keys.config.job_meta_hash())
+            .key(keys.config.active_jobs_list())
+            .key(keys.config.signal_list())
+            .key(keys.delayed())
+            .arg(keys.wake_channel())
+            .arg(now);
+        for &i in members {
+            let row = &rows[i];
+            invocation
+                .arg(&row.delivery_id)
+                .arg(&row.payload)
+                .arg(row.due);
+        }
+        let mut conn = conn.clone();
+        async move { invocation.invoke_async::<Vec<i64>>(&mut conn).await }
+    });
+    let answers = futures::future::try_join_all(calls)
+        .await
+        .map_err(PushFailed::Redis)?;
+    let mut queued = vec![false; rows.len()];
+    for ((_, members), answer) in groups.iter().zip(answers) {
+        if answer.len() != members.len() {
+            return Err(PushFailed::Miscounted {
+                asked: members.len(),
+                answered: answer.len(),
+            });
+        }
+        for (&i, one) in members.iter().zip(answer) {
+            queued[i] = one == 1;
+        }
+    }
+    Ok(queued)
 }
 
 /// Keys of one physical queue, named by apalis-redis's own configuration.
@@ -65,7 +179,21 @@ impl RedisQueue {
     pub(crate) async fn connect(url: &str) -> Result<Self, QueueError> {
         let client = redis::Client::open(url)?;
         let conn = client.get_connection_manager().await?;
-        Ok(RedisQueue { client, conn })
+        let pushes = {
+            let conn = conn.clone();
+            Batcher::new(
+                PUSH_LIMITS,
+                |row: &PushRow| row.payload.len() + row.delivery_id.len(),
+                Arc::new(move |rows: Vec<PushRow>| -> BoxFuture<'static, _> {
+                    Box::pin(push_batch(conn.clone(), rows))
+                }),
+            )
+        };
+        Ok(RedisQueue {
+            client,
+            conn,
+            pushes,
+        })
     }
 
     /// Pushes `envelope` as the delivery `delivery_id`; false when a delivery of that
@@ -77,29 +205,18 @@ impl RedisQueue {
         envelope: &Envelope,
         delay: Duration,
     ) -> Result<bool, QueueError> {
-        let keys = Keys::new(physical);
-        let now = now_ms();
         let due = if delay.is_zero() {
             0
         } else {
-            now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX / 2)
+            now_ms() + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX / 2)
         };
-        let payload = serde_json::to_vec(envelope)?;
-        let mut conn = self.conn.clone();
-        PUSH.key(keys.config.job_data_hash())
-            .key(keys.config.job_meta_hash())
-            .key(keys.config.active_jobs_list())
-            .key(keys.config.signal_list())
-            .key(keys.delayed())
-            .arg(keys.wake_channel())
-            .arg(now)
-            .arg(delivery_id)
-            .arg(payload)
-            .arg(due)
-            .invoke_async::<u64>(&mut conn)
-            .await
-            .map(|queued| queued == 1)
-            .map_err(QueueError::from)
+        let row = PushRow {
+            physical: physical.to_owned(),
+            delivery_id: delivery_id.to_owned(),
+            payload: serde_json::to_vec(envelope)?,
+            due,
+        };
+        self.pushes.run(row).await.map_err(QueueError::from)
     }
 
     pub(crate) async fn ping(&self) -> Result<(), QueueError> {

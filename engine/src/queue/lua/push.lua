@@ -12,8 +12,8 @@
 -- ARGV[3..] triples: delivery id, payload, due time in ms (0 = now)
 -- A delivery id already in the data hash is refused: pushing the same delivery twice
 -- queues it once.
--- Returns the number of deliveries queued (refused ones are not counted).
-local queued = 0
+-- Returns, for each triple in order, 1 if it was queued and 0 if it was refused.
+local queued = {}
 local ready = 0
 local now = tonumber(ARGV[2])
 for i = 3, #ARGV, 3 do
@@ -29,7 +29,9 @@ for i = 3, #ARGV, 3 do
             redis.call('rpush', KEYS[3], id)
             ready = ready + 1
         end
-        queued = queued + 1
+        queued[#queued + 1] = 1
+    else
+        queued[#queued + 1] = 0
     end
 end
 if ready > 0 then
