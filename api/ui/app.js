@@ -1,13 +1,16 @@
 // Conveyor dashboard: polls the JSON routes every 2 s and renders them. It has no
-// data of its own: throughput is the difference of `succeeded` counts between polls.
+// data of its own: the throughput chart is the server's per-minute history
+// (`/queues/history`), the "Done / min" figures the difference of `succeeded`
+// counts between polls.
 "use strict";
 
 (() => {
   const POLL_MS = 2000;
   const FEATURES_EVERY = 5; // polls between refreshes of the feature cards
-  const HISTORY_MS = 5 * 60 * 1000;
+  const SAMPLES_MS = 60 * 1000; // polls' counts kept for the "now" rates
   const RATE_WINDOW_MS = 30 * 1000; // "now" rates are averaged over this
-  const CHART_SMOOTH_MS = 6 * 1000; // each chart point averages this much
+  const CHART_MINUTES = 60; // the throughput chart's span, from /queues/history
+  const CHART_EVERY_MS = 15 * 1000; // the history changes by the minute: fetched this often
   const RUNNING_LIMIT = 200;
   const TOKEN_KEY = "conveyor.adminToken";
   const RETRYABLE = new Set(["failed", "dead"]);
@@ -15,6 +18,9 @@
 
   const view = {
     samples: [], // {t, total, byQueue} per successful /queues poll
+    history: null, // the last answer of /queues/history: {ok, status, data, message}
+    historyAt: 0, // when it was asked for (ms)
+    historyMinutes: CHART_MINUTES, // null once the server said it keeps fewer
     filter: { status: "", queue: "", kind: "", limit: 20 },
     cursors: [null], // `before` of each page visited; the last one is shown
     nextBefore: null,
@@ -255,7 +261,6 @@
       live.textContent = queues.status === 0 ? "offline" : `degraded (${queues.status})`;
       showError("queues-error", queues.message || "unexpected answer from /queues");
     }
-    renderThroughput();
     renderWorkers(queues.ok ? queues.data : null, running);
   }
 
@@ -268,7 +273,7 @@
       total += q.succeeded;
     }
     view.samples.push({ t: now, total, byQueue });
-    while (view.samples.length > 2 && view.samples[0].t < now - HISTORY_MS) view.samples.shift();
+    while (view.samples.length > 2 && view.samples[0].t < now - SAMPLES_MS) view.samples.shift();
   }
 
   // Succeeded jobs per minute between sample `i` and the oldest sample at most
@@ -385,53 +390,102 @@
     refresh();
   }
 
-  function renderThroughput() {
-    const box = $("throughput");
-    const points = [];
-    for (let i = 1; i < view.samples.length; i++) {
-      const v = rateAt(i, CHART_SMOOTH_MS, null);
-      if (v !== null) points.push({ t: view.samples[i].t, v });
+  // The throughput chart: jobs succeeded and attempts failed per minute over the last
+  // CHART_MINUTES, every queue together, as the server stored them (so a reload loses
+  // nothing). Asked for every CHART_EVERY_MS, and at each poll while it fails. A
+  // server keeping less (THROUGHPUT_HISTORY_MINUTES) refuses the span: then the chart
+  // shows all it keeps.
+  async function loadHistory() {
+    const fresh = view.history && view.history.ok && Date.now() - view.historyAt < CHART_EVERY_MS;
+    if (fresh) return;
+    view.historyAt = Date.now();
+    let answer = await call("GET", `/queues/history${query({ minutes: view.historyMinutes })}`);
+    if (answer.status === 400 && view.historyMinutes) {
+      view.historyMinutes = null;
+      answer = await call("GET", "/queues/history");
     }
-    const latest = perMinute(null);
-    $("throughput-now").textContent = latest === null ? "" : `${rateText(latest)} succeeded / min (last 30 s)`;
-    if (points.length < 2) {
-      box.replaceChildren(message("Collecting samples… (one every 2 s, kept for 5 min)"));
+    view.history = answer;
+    renderThroughput();
+  }
+
+  // One point per minute of the answer's window, oldest first, summed over the queues;
+  // a minute the server left out (nothing happened) is zero. Null for an odd answer.
+  function minuteTotals(data) {
+    const from = Date.parse(data && data.from);
+    const to = Date.parse(data && data.to);
+    if (Number.isNaN(from) || Number.isNaN(to) || to < from || !Array.isArray(data.queues)) return null;
+    const count = Math.round((to - from) / 60000) + 1;
+    const points = Array.from({ length: count }, (_, i) => ({ t: from + i * 60000, succeeded: 0, failed: 0 }));
+    for (const q of data.queues) {
+      for (const m of q.minutes || []) {
+        const i = Math.round((Date.parse(m.minute) - from) / 60000);
+        if (!(i >= 0 && i < count)) continue;
+        points[i].succeeded += m.succeeded || 0;
+        points[i].failed += m.failed || 0;
+      }
+    }
+    return points;
+  }
+
+  function renderThroughput() {
+    const answer = view.history;
+    if (!answer) return;
+    const box = $("throughput");
+    const width = Math.max(240, Math.round(box.clientWidth || 600));
+    renderOnce("throughput", { data: answer.ok ? answer.data : answer.message, width },
+      () => drawThroughput(box, answer, width));
+  }
+
+  function drawThroughput(box, answer, width) {
+    const summary = $("throughput-summary");
+    const points = answer.ok ? minuteTotals(answer.data) : null;
+    if (!points) {
+      summary.replaceChildren();
+      box.replaceChildren(message(`Throughput unavailable: ${answer.message || "unexpected answer"}`, "error"));
       return;
     }
-    const width = Math.max(240, Math.round(box.clientWidth || 600));
+    const total = (field) => points.reduce((acc, p) => acc + p[field], 0);
+    const during = points.length === 60 ? "the last hour" : `the last ${points.length} min`;
+    const said = `${number(total("succeeded"))} succeeded, ${number(total("failed"))} failed in ${during}`;
+    summary.replaceChildren(
+      h("span", { className: "key succeeded", "aria-hidden": "true" }),
+      `${number(total("succeeded"))} succeeded, `,
+      h("span", { className: "key failed", "aria-hidden": "true" }),
+      `${number(total("failed"))} failed in ${during}`);
     const height = 150;
     const pad = { left: 40, right: 10, top: 10, bottom: 20 };
-    const now = Date.now();
-    // The shown grows with the page's age, from one minute up to five.
-    const shown = Math.min(HISTORY_MS, Math.max(60000, now - view.samples[0].t));
-    const start = now - shown;
-    const top = niceCeiling(Math.max(...points.map((p) => p.v)));
-    const x = (t) => pad.left + ((t - start) / shown) * (width - pad.left - pad.right);
+    const last = Math.max(1, points.length - 1);
+    const most = Math.max(...points.map((p) => Math.max(p.succeeded, p.failed)));
+    const top = niceCeiling(Math.max(2, most));
+    const x = (i) => pad.left + (i / last) * (width - pad.left - pad.right);
     const y = (v) => pad.top + (1 - v / top) * (height - pad.top - pad.bottom);
-    const line = points.map((p, i) => `${i ? "L" : "M"}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`).join("");
+    const line = (field) => points.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p[field]).toFixed(1)}`).join("");
     const base = y(0).toFixed(1);
-    const area = `${line}L${x(points[points.length - 1].t).toFixed(1)},${base}L${x(points[0].t).toFixed(1)},${base}Z`;
-    const last = points[points.length - 1];
+    const area = `${line("succeeded")}L${x(points.length - 1).toFixed(1)},${base}L${x(0).toFixed(1)},${base}Z`;
     const grid = [0, top / 2, top].map((v) =>
       svg("g", {},
         svg("line", { x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v) }),
         svg("text", { x: pad.left - 6, y: y(v) + 4, "text-anchor": "end" }, compact(v))));
-    const ticks = width < 480 ? 3 : 6;
-    const labels = Array.from({ length: ticks }, (_, i) => {
-      const ago = shown - (i * shown) / (ticks - 1);
-      const anchor = i === 0 ? "start" : i === ticks - 1 ? "end" : "middle";
-      const text = i === ticks - 1 ? "now" : ago < 60000 ? `−${Math.round(ago / 1000)} s` : `−${+(ago / 60000).toFixed(1)} min`;
-      return svg("text", { x: x(now - ago), y: height - 4, "text-anchor": anchor }, text);
-    });
+    // The window's start, every quarter of an hour back (half an hour when narrow),
+    // and the current minute.
+    const step = width < 480 ? 30 : 15;
+    const label = (at, anchor, text) => svg("text", { x: x(at), y: height - 4, "text-anchor": anchor }, text);
+    const labels = [
+      label(0, "start", points.length === 60 ? "−1 h" : `−${points.length} min`),
+      ...Array.from({ length: Math.max(0, Math.ceil(last / step) - 1) }, (_, i) =>
+        label(last - (i + 1) * step, "middle", `−${(i + 1) * step} min`)),
+      label(last, "end", "now"),
+    ];
     box.replaceChildren(
       svg("svg", {
         viewBox: `0 0 ${width} ${height}`, role: "img",
-        "aria-label": `succeeded jobs per minute over the last ${span(shown)}; now ${rateText(latest)}`,
+        "aria-label": `Jobs succeeded and attempts failed per minute, every queue: ${said}; ` +
+          `at most ${number(most)} in one minute`,
       },
       svg("g", { class: "grid" }, grid),
       svg("path", { class: "area", d: area }),
-      svg("path", { class: "line", d: line }),
-      svg("circle", { class: "dot", cx: x(last.t), cy: y(last.v), r: 3 }),
+      svg("path", { class: "line succeeded", d: line("succeeded") }),
+      svg("path", { class: "line failed", d: line("failed") }),
       labels),
     );
   }
@@ -932,7 +986,7 @@
     }
     inflight = true;
     clearTimeout(timer);
-    const tasks = [loadOverview(), loadJobs(), loadDetail(), loadSchedules()];
+    const tasks = [loadOverview(), loadHistory(), loadJobs(), loadDetail(), loadSchedules()];
     if (view.polls % FEATURES_EVERY === 0) tasks.push(loadFeatures());
     view.polls += 1;
     await Promise.all(tasks.map(guard));

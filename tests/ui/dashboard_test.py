@@ -3,7 +3,9 @@
 Started by tests/ui/run.sh against a running `conveyor all` (CONVEYOR_URL) and its
 sandbox. Seeds data through the JSON API, then uses the page as an operator would:
 finds a dead job, retries it (first without the admin token when the server asks for
-one, then with it), and waits for the page to show it succeeded. Checks what keyboard and
+one, then with it), and waits for the page to show it succeeded; reads the throughput
+history.
+Checks what keyboard and
 phone users meet too: focus kept across polls, job rows opened from the keyboard,
 nothing scrolled under the top bar, times that keep ticking, and no action before a
 token is entered. Saves a desktop and a phone screenshot (and a dark one). Every wait is bounded. Prints one closing line:
@@ -13,6 +15,7 @@ token is entered. Saves a desktop and a phone screenshot (and a dark one). Every
 import base64
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -82,6 +85,14 @@ def enqueue_noop(args):
     status, body = api("POST", "/jobs/noop", args, token=True)
     assert status == 202, f"POST /jobs/noop answered {status} {body}"
     return body["job_id"]
+
+
+def history_totals(minutes=60):
+    """(succeeded, failed) of every queue over the last `minutes`, as the server has them."""
+    status, body = api("GET", f"/queues/history?minutes={minutes}", token=True)
+    assert status == 200, f"GET /queues/history answered {status} {body}"
+    rows = [m for q in body["queues"] for m in q["minutes"]]
+    return sum(m["succeeded"] for m in rows), sum(m["failed"] for m in rows)
 
 
 def job_status(job_id):
@@ -266,6 +277,30 @@ class Run:
         until("the throughput chart", lambda: find(self.driver, "#throughput svg path.line"), ui_wait)
         until("a running job under its worker",
               lambda: find(self.driver, "#workers .worker-jobs a"), ui_wait)
+
+    def the_chart_shows_the_servers_counts_after_a_reload(self):
+        # The workers store their counts every THROUGHPUT_FLUSH_MS (5 s): wait for the
+        # work above, successes and failed attempts, to be stored.
+        succeeded, failed = until("the history to hold successes and failures", lambda: (
+            lambda totals: totals if totals[0] > 0 and totals[1] > 0 else None)(history_totals()), 30)
+        self.driver.refresh()
+
+        def summary():
+            element = find(self.driver, "#throughput-summary")
+            text = element.text if element else ""
+            found = re.search(r"([\d,]+) succeeded, ([\d,]+) failed in the last hour", text)
+            if not found:
+                return None
+            shown = tuple(int(n.replace(",", "")) for n in found.groups())
+            return (text, shown) if shown[0] >= succeeded and shown[1] >= failed else None
+        # Counts only grow within the hour: at least what the server had before the reload.
+        text, _ = until(f"the chart's summary to show >= {succeeded} succeeded and >= {failed} failed",
+                        summary, ui_wait)
+        until("the chart's two series", lambda: find(self.driver, "#throughput svg path.line.failed")
+              and find(self.driver, "#throughput svg path.line.succeeded"), ui_wait)
+        label = find(self.driver, "#throughput svg").get_attribute("aria-label")
+        assert "succeeded" in label and "failed" in label, f"the chart's label is {label!r}"
+        return text
 
     def a_focused_queue_button_keeps_focus_across_polls(self):
         row = '#queues-body tr[data-queue="default"]'
@@ -664,6 +699,8 @@ def main():
                   run.the_features_have_data, needs_page=False)
         run.check("the page opens and the overview shows the default queue",
                   run.the_page_opens_and_the_overview_shows_the_default_queue)
+        run.check("the throughput chart shows the server's counts after a reload",
+                  run.the_chart_shows_the_servers_counts_after_a_reload)
         run.check("a focused queue button keeps the focus across polls; its count still changes",
                   run.a_focused_queue_button_keeps_focus_across_polls)
         run.check("the dead job is listed under the dead filter with a Retry button",
