@@ -293,6 +293,9 @@
   // The current rate: over the last 30 s of samples.
   const perMinute = (queue) => rateAt(view.samples.length - 1, RATE_WINDOW_MS, queue);
 
+  // A share from 0 to 1 (`failure_rate`), or null when there was nothing to count.
+  const percent = (share) => (typeof share !== "number" ? "–" : share === 0 ? "0 %" : `${(100 * share).toFixed(1)} %`);
+
   const rateText = (rate) => (rate === null ? "–" : rate < 10 ? `${+rate.toFixed(1)}` : `${Math.round(rate)}`);
 
   function renderQueues(queues) {
@@ -321,7 +324,7 @@
       fillQueueRow(row, q);
       return row;
     });
-    placeRows(body, rows.length ? rows : [emptyRow(body, 11, "no queues")]);
+    placeRows(body, rows.length ? rows : [emptyRow(body, 12, "no queues")]);
   }
 
   // The queues table's columns after the name: the field of /queues each shows, its
@@ -335,6 +338,10 @@
     {
       field: "latency", narrow: true, value: (q) => q.latency_ms, text: (ms) => (ms ? duration(ms) : "–"),
       title: "how long the oldest queued job has waited",
+    },
+    {
+      field: "failure_rate", narrow: true, value: (q) => q.failure_rate, text: percent,
+      title: "failed attempts / (succeeded jobs + failed attempts) over FAILURE_RATE_MINUTES (an hour by default); – when none",
     },
     { field: "workers", value: (q) => (q.workers || []).length, text: String },
     { field: "rate", narrow: true, value: (q) => perMinute(q.queue), text: rateText },

@@ -4,7 +4,7 @@ Started by tests/ui/run.sh against a running `conveyor all` (CONVEYOR_URL) and i
 sandbox. Seeds data through the JSON API, then uses the page as an operator would:
 finds a dead job, retries it (first without the admin token when the server asks for
 one, then with it), and waits for the page to show it succeeded; reads the throughput
-history.
+history and the failure rates.
 Checks what keyboard and
 phone users meet too: focus kept across polls, job rows opened from the keyboard,
 nothing scrolled under the top bar, times that keep ticking, and no action before a
@@ -301,6 +301,27 @@ class Run:
         label = find(self.driver, "#throughput svg").get_attribute("aria-label")
         assert "succeeded" in label and "failed" in label, f"the chart's label is {label!r}"
         return text
+
+    def the_failure_rate_shows_per_queue(self):
+        def rates():
+            status, body = api("GET", "/queues", token=True)
+            assert status == 200, f"GET /queues answered {status} {body}"
+            return {q["queue"]: q["failure_rate"] for q in body}
+        # The default queue has had failed attempts (the dead job's, the one failing once).
+        until("a failure rate of the default queue", lambda: (rates().get("default") or 0) > 0, 30)
+        cell = 'tr[data-queue="{}"] td[data-field="failure_rate"]'
+
+        def shown(queue):
+            element = find(self.driver, "#queues-body " + cell.format(queue))
+            return element.text if element else None
+        text = until("the default queue's failure rate as a percentage", lambda: (
+            lambda t: t if t and re.fullmatch(r"\d+\.\d %", t) and float(t.split()[0]) > 0 else None)(
+                shown("default")), ui_wait)
+        # A queue where nothing finished or failed has no rate: a dash, not 0 %.
+        idle = [queue for queue, rate in rates().items() if rate is None]
+        assert idle, "every queue has a failure rate; none to check the dash with"
+        until(f"a dash for queue {idle[0]}", lambda: shown(idle[0]) == "–", ui_wait)
+        return f"default {text}, {idle[0]} –"
 
     def a_focused_queue_button_keeps_focus_across_polls(self):
         row = '#queues-body tr[data-queue="default"]'
@@ -701,6 +722,8 @@ def main():
                   run.the_page_opens_and_the_overview_shows_the_default_queue)
         run.check("the throughput chart shows the server's counts after a reload",
                   run.the_chart_shows_the_servers_counts_after_a_reload)
+        run.check("the failure rate column shows a rate, and a dash where nothing finished",
+                  run.the_failure_rate_shows_per_queue)
         run.check("a focused queue button keeps the focus across polls; its count still changes",
                   run.a_focused_queue_button_keeps_focus_across_polls)
         run.check("the dead job is listed under the dead filter with a Retry button",
