@@ -21,7 +21,7 @@
     history: null, // the last answer of /queues/history: {ok, status, data, message}
     historyAt: 0, // when it was asked for (ms)
     historyMinutes: CHART_MINUTES, // null once the server said it keeps fewer
-    filter: { status: "", queue: "", kind: "", limit: 20 },
+    filter: { status: "", queue: "", kind: "", id: "", limit: 20 },
     cursors: [null], // `before` of each page visited; the last one is shown
     nextBefore: null,
     selected: null, // id of the job in the detail panel
@@ -566,6 +566,9 @@
     queueOptions([queue]);
     $("filter-queue").value = queue;
     view.filter.queue = queue;
+    // A count stands for the queue's jobs of that status, whatever their ids.
+    $("filter-id").value = "";
+    view.filter.id = "";
     resetPages();
     location.hash = "#jobs";
     refresh();
@@ -587,11 +590,13 @@
   }
 
   // Shown only beside a list that loaded: when the server wants a token the page does
-  // not have, there is nothing to act on (and the action would be refused).
+  // not have, there is nothing to act on (and the action would be refused). Not under
+  // an id filter either: the bulk routes take a queue and a kind, so the button would
+  // act on more jobs than the list shows.
   function renderBulk() {
     for (const id of Object.keys(BULK_BUTTONS)) {
       const action = bulkFor(id);
-      $(id).hidden = !action || !view.listed;
+      $(id).hidden = !action || !view.listed || Boolean(view.filter.id);
       if (action) $(id).textContent = BULK[action].label;
     }
   }
@@ -649,8 +654,19 @@
     const page = await call("GET", `/jobs${query({ ...view.filter, before })}`);
     view.listed = Boolean(page.ok && page.data && Array.isArray(page.data.jobs));
     renderBulk();
+    // A 400 is a filter the server refuses (an id with a letter ids do not have): say
+    // why, and list nothing rather than the jobs of the filter before.
+    const refused = page.status === 400;
+    $("filter-id").setAttribute("aria-invalid", String(refused && Boolean(view.filter.id)));
     if (!view.listed) {
-      showError("jobs-error", `Jobs unavailable: ${page.message || "unexpected answer"}`);
+      showError("jobs-error", refused
+        ? `Filter refused: ${page.message}`
+        : `Jobs unavailable: ${page.message || "unexpected answer"}`);
+      if (refused) {
+        renderOnce("jobs", { jobs: [], selected: view.selected }, () => renderJobs([]));
+        $("page-newer").disabled = true;
+        $("page-older").disabled = true;
+      }
       return;
     }
     showError("jobs-error", "");
@@ -1014,12 +1030,12 @@
 
   // ---------------------------------------------------------------- the URL
 
-  // The jobs view lives in the URL (`#jobs?status=dead&queue=default&kind=noop&job=…`),
+  // The jobs view lives in the URL (`#jobs?status=dead&queue=default&kind=noop&id=01J…&job=…`),
   // so that a reload keeps it and a link opens it. Pages are not kept: they are
   // cursors into a list that moves.
   function urlState() {
-    const { status, queue, kind } = view.filter;
-    return query({ status, queue, kind, job: view.selected });
+    const { status, queue, kind, id } = view.filter;
+    return query({ status, queue, kind, id, job: view.selected });
   }
 
   function writeUrl() {
@@ -1039,11 +1055,13 @@
     view.filter.status = [...$("filter-status").options].some((o) => o.value === status) ? status : "";
     view.filter.queue = params.get("queue") || "";
     view.filter.kind = params.get("kind") || "";
+    view.filter.id = (params.get("id") || "").trim();
     view.selected = params.get("job") || null;
     $("filter-status").value = view.filter.status;
     if (view.filter.queue) queueOptions([view.filter.queue]);
     $("filter-queue").value = view.filter.queue;
     $("filter-kind").value = view.filter.kind;
+    $("filter-id").value = view.filter.id;
     renderBulk();
     resetPages();
     return true;
@@ -1085,6 +1103,16 @@
       clearTimeout(typing);
       typing = setTimeout(() => {
         view.filter.kind = e.target.value.trim();
+        resetPages();
+        refresh();
+      }, 300);
+    });
+    let typingId = null;
+    $("filter-id").addEventListener("input", (e) => {
+      clearTimeout(typingId);
+      typingId = setTimeout(() => {
+        view.filter.id = e.target.value.trim();
+        renderBulk();
         resetPages();
         refresh();
       }, 300);

@@ -4,7 +4,7 @@ Started by tests/ui/run.sh against a running `conveyor all` (CONVEYOR_URL) and i
 sandbox. Seeds data through the JSON API, then uses the page as an operator would:
 finds a dead job, retries it (first without the admin token when the server asks for
 one, then with it), and waits for the page to show it succeeded; reads the throughput
-history and the failure rates.
+history and the failure rates, finds a job by its id's beginning.
 Checks what keyboard and
 phone users meet too: focus kept across polls, job rows opened from the keyboard,
 nothing scrolled under the top bar, times that keep ticking, and no action before a
@@ -486,6 +486,46 @@ class Run:
             find(self.driver, f'#job-detail[data-job-id="{second}"]')), ui_wait)
         Select(self.driver.find_element(By.ID, "filter-status")).select_by_value("")
 
+    def an_id_prefix_lists_that_job_only(self):
+        job_id = enqueue_noop({})
+        until(f"job {job_id} to succeed", lambda: job_status(job_id) == "succeeded", 30)
+        # Its first 20 characters (time and some randomness) in lower case: ids are
+        # Crockford base32, matched whatever the case.
+        prefix = job_id[:20].lower()
+        field = self.driver.find_element(By.ID, "filter-id")
+        field.clear()
+        field.send_keys(prefix)
+        until("exactly that job listed", lambda: [
+            r.get_attribute("data-job-id")
+            for r in self.driver.find_elements(By.CSS_SELECTOR, "#jobs-body tr[data-job-id]")] == [job_id],
+            ui_wait)
+        until("the address to carry the id", lambda: f"id={prefix}" in self.driver.current_url, ui_wait)
+        self.driver.refresh()
+        until("the id kept over a reload", lambda: find(self.driver, "#filter-id").get_attribute(
+            "value") == prefix and [
+            r.get_attribute("data-job-id")
+            for r in self.driver.find_elements(By.CSS_SELECTOR, "#jobs-body tr[data-job-id]")] == [job_id],
+            ui_wait)
+        # A letter no id has (U) is refused by the server with a 400: its message shows,
+        # nothing is listed, and the page goes on.
+        field = self.driver.find_element(By.ID, "filter-id")
+        field.send_keys("U")
+        error = until("the server's refusal", lambda: (
+            lambda e: e if e and e.is_displayed() and "id must be" in e.text else None)(
+                find(self.driver, "#jobs-error")), ui_wait)
+        text = error.text
+        until("no job listed under a refused filter",
+              lambda: not self.driver.find_elements(By.CSS_SELECTOR, "#jobs-body tr[data-job-id]"), ui_wait)
+        assert field.get_attribute("aria-invalid") == "true", "the refused field is not marked invalid"
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(Keys.DELETE)  # as a person empties it: an input event, as clear() is not
+        until("the list back once the field is empty", lambda: len(self.driver.find_elements(
+            By.CSS_SELECTOR, "#jobs-body tr[data-job-id]")) > 1, ui_wait)
+        until("the id gone from the address", lambda: "id=" not in self.driver.current_url, ui_wait)
+        until("the refusal gone", lambda: not find(self.driver, "#jobs-error").is_displayed(), ui_wait)
+        until("the live indicator", lambda: find(self.driver, '#live[data-state="live"]'), ui_wait)
+        return f"shown: {text!r}"
+
     def relative_times_in_the_job_panel_keep_ticking(self):
         job_id = enqueue_noop({})
         until(f"job {job_id} to succeed", lambda: job_status(job_id) == "succeeded", 30)
@@ -753,6 +793,8 @@ def main():
         run.check("a timetable runs now from its row", run.a_timetable_runs_now)
         run.check("a link opens a job with its filters; a reload keeps them",
                   run.a_link_opens_a_job_with_its_filters)
+        run.check("an id prefix lists that job only, kept in the address; a bad one shows the 400",
+                  run.an_id_prefix_lists_that_job_only)
         run.check("relative times in the job panel keep ticking",
                   run.relative_times_in_the_job_panel_keep_ticking)
         run.check("the page logs no script error", run.the_page_logs_no_script_error)
