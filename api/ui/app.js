@@ -15,6 +15,7 @@
   const TOKEN_KEY = "conveyor.adminToken";
   const RETRYABLE = new Set(["failed", "dead"]);
   const CANCELLABLE = new Set(["queued", "failed"]);
+  const ABORTABLE = new Set(["running"]); // queued or failed ones are cancelled instead
 
   const view = {
     samples: [], // {t, total, byQueue} per successful /queues poll
@@ -736,17 +737,36 @@
         onclick: (e) => { e.stopPropagation(); act("cancel", job.id); },
       }, "Cancel"));
     }
+    // Aborting stops work under way: offered in the job's panel, where its details are
+    // in view, not in the list.
+    if (ABORTABLE.has(job.status) && !small) {
+      buttons.push(h("button", {
+        type: "button", className: "danger", "data-action": "abort",
+        title: "stop it now: it is cancelled and its worker drops the attempt",
+        onclick: (e) => { e.stopPropagation(); act("abort", job.id); },
+      }, "Abort"));
+    }
     return buttons;
   }
 
+  // The operator actions on one job: the request, the question asked first (if any),
+  // and what the page says once done.
+  const ACTIONS = {
+    retry: { what: "Retry", method: "POST", path: "/retry", done: "enqueued again" },
+    cancel: { what: "Cancel", method: "DELETE", path: "", done: "cancelled", ask: (id) => `Cancel job ${id}?` },
+    abort: {
+      what: "Abort", method: "POST", path: "/abort", done: "aborted: it is cancelled",
+      ask: (id) => `Abort job ${id}? It is cancelled now, its worker drops the attempt, and its effect is not applied.`,
+    },
+  };
+
   async function act(action, id) {
-    if (action === "cancel" && !window.confirm(`Cancel job ${id}?`)) return;
-    const path = `/jobs/${encodeURIComponent(id)}`;
-    const answer = action === "retry" ? await call("POST", `${path}/retry`) : await call("DELETE", path);
+    const { what, method, path, done, ask } = ACTIONS[action];
+    if (ask && !window.confirm(ask(id))) return;
+    const answer = await call(method, `/jobs/${encodeURIComponent(id)}${path}`);
     if (answer.ok) {
-      flash(action === "retry" ? `Job ${id} enqueued again.` : `Job ${id} cancelled.`, "ok");
+      flash(`Job ${id} ${done}.`, "ok");
     } else {
-      const what = action === "retry" ? "Retry" : "Cancel";
       flash(`${what} of ${id} failed (${answer.status || "network"}): ${answer.message}`, "error");
     }
     view.selected = id;

@@ -4,7 +4,7 @@ Started by tests/ui/run.sh against a running `conveyor all` (CONVEYOR_URL) and i
 sandbox. Seeds data through the JSON API, then uses the page as an operator would:
 finds a dead job, retries it (first without the admin token when the server asks for
 one, then with it), and waits for the page to show it succeeded; reads the throughput
-history and the failure rates, finds a job by its id's beginning.
+history and the failure rates, finds a job by its id's beginning, aborts a running job.
 Checks what keyboard and
 phone users meet too: focus kept across polls, job rows opened from the keyboard,
 nothing scrolled under the top bar, times that keep ticking, and no action before a
@@ -189,6 +189,7 @@ class Run:
         self.driver = None
         self.dead_id = None
         self.token_enforced = False
+        self.sleeper_id = None  # a job running for two minutes from the page's opening
 
     def check(self, name, fn, needs_page=True):
         if self.broken and needs_page:
@@ -268,7 +269,7 @@ class Run:
               ui_wait)
         until("the live indicator", lambda: find(self.driver, '#live[data-state="live"]'), ui_wait)
         # Work while the page watches, so that throughput has something to draw.
-        enqueue_noop({"sleep_ms": 120000})
+        self.sleeper_id = enqueue_noop({"sleep_ms": 120000})
         enqueue_noop({"fail_times": 1})
         for batch in (4, 9, 6, 12, 7):
             for _ in range(batch):
@@ -355,12 +356,16 @@ class Run:
                 until(f"#{region} to ask for a token", lambda: (
                     lambda e: e and e.is_displayed() and "TOKEN" in e.text)(
                         find(self.driver, f"#{region}")), ui_wait)
-            time.sleep(poll_wait)
-            shown = self.driver.execute_script(
-                "return [...document.querySelectorAll('button[data-action], #bulk-action, #bulk-discard')]"
-                ".filter((b) => b.getClientRects().length > 0)"
-                ".map((b) => b.id || b.dataset.action)")
-            assert not shown, f"shown before a token is entered: {shown}"
+            # A dead job (Retry), then a running one (Abort).
+            for job_id in (self.dead_id, self.sleeper_id):
+                if job_id != self.dead_id:
+                    self.driver.get(f"{BASE}/ui#jobs?job={job_id}")
+                time.sleep(poll_wait)
+                shown = self.driver.execute_script(
+                    "return [...document.querySelectorAll('button[data-action], #bulk-action, #bulk-discard')]"
+                    ".filter((b) => b.getClientRects().length > 0)"
+                    ".map((b) => b.id || b.dataset.action)")
+                assert not shown, f"shown before a token is entered, job {job_id} open: {shown}"
         finally:
             self.driver.close()
             self.driver.switch_to.window(page)
@@ -524,6 +529,32 @@ class Run:
         until("the id gone from the address", lambda: "id=" not in self.driver.current_url, ui_wait)
         until("the refusal gone", lambda: not find(self.driver, "#jobs-error").is_displayed(), ui_wait)
         until("the live indicator", lambda: find(self.driver, '#live[data-state="live"]'), ui_wait)
+        return f"shown: {text!r}"
+
+    def a_running_job_is_aborted_from_its_panel(self):
+        job_id = enqueue_noop({"sleep_ms": 600000})
+        until(f"job {job_id} to run", lambda: job_status(job_id) == "running", 30)
+        self.driver.get(f"{BASE}/ui#jobs?job={job_id}")
+        panel = f'#job-detail[data-job-id="{job_id}"]'
+        until("its Abort button", lambda: find(
+            self.driver, f'{panel}[data-status="running"] button[data-action="abort"]'), ui_wait)
+        # Aborting is for the panel only; a running job's row offers nothing.
+        assert find(self.driver, f'#jobs-body tr[data-job-id="{job_id}"] button[data-action]') is None, \
+            "the running job's row shows an action"
+        click(self.driver, f'{panel} button[data-action="abort"]', "Abort")
+        alert = self.driver.switch_to.alert
+        assert f"Abort job {job_id}?" in alert.text, alert.text
+        alert.accept()
+        # An earlier step's "ok" message may still show: wait for this one's.
+        message = until("the abort's message", lambda: (
+            lambda e: e if e and job_id in e.text and "aborted" in e.text else None)(find(
+                self.driver, '#action-message[data-kind="ok"]:not([hidden])')), ui_wait)
+        text = message.text
+        until("the panel to show it cancelled", lambda: find(
+            self.driver, f'{panel}[data-status="cancelled"] .badge[data-status="cancelled"]'), ui_wait)
+        assert find(self.driver, f'{panel} button[data-action="abort"]') is None, \
+            "a cancelled job still offers Abort"
+        assert job_status(job_id) == "cancelled", f"job {job_id} is {job_status(job_id)}"
         return f"shown: {text!r}"
 
     def relative_times_in_the_job_panel_keep_ticking(self):
@@ -795,6 +826,8 @@ def main():
                   run.a_link_opens_a_job_with_its_filters)
         run.check("an id prefix lists that job only, kept in the address; a bad one shows the 400",
                   run.an_id_prefix_lists_that_job_only)
+        run.check("a running job is aborted from its panel, after a confirmation",
+                  run.a_running_job_is_aborted_from_its_panel)
         run.check("relative times in the job panel keep ticking",
                   run.relative_times_in_the_job_panel_keep_ticking)
         run.check("the page logs no script error", run.the_page_logs_no_script_error)
