@@ -511,15 +511,27 @@
     return `${+v.toFixed(1)}`;
   }
 
+  // What the workers panel last showed: it is rebuilt only when that changes, so that
+  // a focused job link keeps the focus across polls.
+  let workersShown = null;
+
   function renderWorkers(queues, running) {
     const box = $("workers");
     if (!queues) {
+      workersShown = null;
       box.replaceChildren(message("unknown: /queues did not answer", "error"));
       $("workers-count").textContent = "";
       return;
     }
-    const jobsByWorker = new Map();
     const runningJobs = running.ok && running.data && Array.isArray(running.data.jobs) ? running.data.jobs : [];
+    const shown = JSON.stringify([
+      queues.map((q) => [q.queue, q.workers || []]),
+      runningJobs.map((job) => [job.id, job.worker, job.kind, job.started_at]),
+      running.ok ? "" : running.message,
+    ]);
+    if (shown === workersShown) return;
+    workersShown = shown;
+    const jobsByWorker = new Map();
     for (const job of runningJobs) {
       const name = job.worker || "";
       if (!jobsByWorker.has(name)) jobsByWorker.set(name, []);
@@ -556,7 +568,8 @@
 
   function jobLine(job) {
     return h("div", {},
-      h("a", { href: "#jobs", className: "mono", onclick: () => select(job.id) }, shortId(job.id)),
+      h("a", { href: "#jobs", className: "mono", "data-job-id": job.id, onclick: () => select(job.id) },
+        shortId(job.id)),
       ` ${job.kind} · since ${time(job.started_at)}`);
   }
 

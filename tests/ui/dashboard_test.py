@@ -534,6 +534,13 @@ class Run:
     def a_running_job_is_aborted_from_its_panel(self):
         job_id = enqueue_noop({"sleep_ms": 600000})
         until(f"job {job_id} to run", lambda: job_status(job_id) == "running", 30)
+        # Its link in the workers panel keeps the keyboard focus across polls.
+        self.driver.get(f"{BASE}/ui")
+        link = until("the running job in the workers panel", lambda: find(
+            self.driver, f'#workers a[data-job-id="{job_id}"]'), ui_wait)
+        self.driver.execute_script("arguments[0].focus()", link)
+        time.sleep(5)  # more than two polls
+        assert has_focus(self.driver, link), "the workers panel was rebuilt under the focus"
         self.driver.get(f"{BASE}/ui#jobs?job={job_id}")
         panel = f'#job-detail[data-job-id="{job_id}"]'
         until("its Abort button", lambda: find(
