@@ -1131,25 +1131,21 @@
       resetPages();
       refresh();
     });
-    let typing = null;
-    $("filter-kind").addEventListener("input", (e) => {
-      clearTimeout(typing);
-      typing = setTimeout(() => {
-        view.filter.kind = e.target.value.trim();
-        resetPages();
-        refresh();
-      }, 300);
-    });
-    let typingId = null;
-    $("filter-id").addEventListener("input", (e) => {
-      clearTimeout(typingId);
-      typingId = setTimeout(() => {
-        view.filter.id = e.target.value.trim();
-        renderBulk();
-        resetPages();
-        refresh();
-      }, 300);
-    });
+    // A typed filter applies once typing pauses for 300 ms.
+    const typedFilter = (input, field) => {
+      let typing = null;
+      $(input).addEventListener("input", (e) => {
+        clearTimeout(typing);
+        typing = setTimeout(() => {
+          view.filter[field] = e.target.value.trim();
+          renderBulk();
+          resetPages();
+          refresh();
+        }, 300);
+      });
+    };
+    typedFilter("filter-kind", "kind");
+    typedFilter("filter-id", "id");
     $("filter-limit").addEventListener("change", (e) => {
       view.filter.limit = Number(e.target.value) || 20;
       resetPages();
