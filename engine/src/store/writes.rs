@@ -26,8 +26,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, S
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::batch::{Batcher, Limits, Weight};
 use super::{StoreError, Success, read, write_transaction};
+use crate::batch::{Batcher, Limits, Weight};
 use crate::ids::JobId;
 use crate::job::{Effect, EffectError};
 use crate::record::{JobRecord, JobStatus};
