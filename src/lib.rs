@@ -130,7 +130,7 @@ pub async fn run(
             store: backends.store.clone(),
             queue: backends.queue.clone(),
             queues: backends.registry.queues(),
-            kinds: backends.registry.kinds().map(|kind| kind.name).collect(),
+            kinds: backends.registry.kinds().collect(),
             metrics: backends.metrics.clone(),
             config: config.api.clone(),
             delivery: config.delivery.clone(),

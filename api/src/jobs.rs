@@ -147,6 +147,9 @@ pub struct JobPage {
 pub struct QueueView {
     /// Logical queue name.
     pub queue: String,
+    /// The job kinds of this build that run on this queue, by name, sorted (none for
+    /// a queue that only old records name).
+    pub kinds: Vec<String>,
     /// Jobs waiting for their first attempt.
     pub queued: i64,
     /// Jobs a worker holds.
@@ -665,8 +668,9 @@ impl JobsApi {
             self.state
                 .kinds
                 .iter()
-                .filter(|name| name.to_lowercase().contains(&needle) && **name != wanted)
-                .map(|name| (*name).to_owned()),
+                .map(|kind| kind.name)
+                .filter(|name| name.to_lowercase().contains(&needle) && *name != wanted)
+                .map(str::to_owned),
         );
         kinds
     }
@@ -1058,10 +1062,18 @@ impl JobsApi {
             .state
             .queues
             .iter()
-            .map(|q| QueueView {
-                queue: (*q).to_owned(),
-                paused: paused.contains(*q),
-                ..QueueView::default()
+            .map(|q| {
+                let mut kinds: Vec<String> = (self.state.kinds.iter())
+                    .filter(|kind| kind.queue == *q)
+                    .map(|kind| kind.name.to_owned())
+                    .collect();
+                kinds.sort_unstable();
+                QueueView {
+                    queue: (*q).to_owned(),
+                    kinds,
+                    paused: paused.contains(*q),
+                    ..QueueView::default()
+                }
             })
             .collect();
         for count in counts {

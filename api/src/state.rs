@@ -20,8 +20,9 @@ pub struct AppState {
     pub queue: Queue,
     /// Every logical queue of the build's job kinds, for `/queues` and `/metrics`.
     pub queues: Vec<&'static str>,
-    /// Every job kind of the build, by name, for the `kind` filter of `GET /jobs`.
-    pub kinds: Vec<&'static str>,
+    /// Every job kind of the build, for the `kind` filter of `GET /jobs` and each
+    /// queue's kinds in `/queues`.
+    pub kinds: Vec<engine::Kind>,
     /// Process metrics.
     pub metrics: Metrics,
     /// Api settings.

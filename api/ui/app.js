@@ -257,6 +257,7 @@
       record(queues.data);
       renderQueues(queues.data);
       queueOptions(queues.data.map((q) => q.queue));
+      addOptions($("kinds"), queues.data.flatMap((q) => q.kinds || []).sort());
     } else {
       live.dataset.state = "down";
       live.textContent = queues.status === 0 ? "offline" : `degraded (${queues.status})`;
@@ -643,17 +644,20 @@
     refresh();
   }
 
-  // The queue filter offers every queue seen, added once (rebuilding the select on
-  // each poll would lose its focus).
-  function queueOptions(names) {
-    const select = $("filter-queue");
-    const known = new Set([...select.options].map((o) => o.value));
+  // The queue filter offers every queue seen, and the kind filter every kind the
+  // queues run, each added once (rebuilding them on each poll would lose the focus).
+  function addOptions(list, names) {
+    const known = new Set([...list.options].map((o) => o.value));
     for (const name of names) {
       if (name && !known.has(name)) {
-        select.append(h("option", { value: name }, name));
+        list.append(h("option", { value: name }, name));
         known.add(name);
       }
     }
+  }
+
+  function queueOptions(names) {
+    addOptions($("filter-queue"), names);
   }
 
   // ---------------------------------------------------------------- jobs

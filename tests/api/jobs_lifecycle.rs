@@ -977,3 +977,26 @@ async fn a_client_that_hangs_up_leaves_no_job_without_its_task() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Each queue names the kinds that run on it: what the dashboard offers as kind filters.
+#[tokio::test]
+async fn each_queue_names_its_kinds() {
+    let (config, resources) = test_config(Stack::Embedded).await;
+    let app = crate::helpers::spawn_with(config, resources, conveyor::Role::Api).await;
+    let (status, queues) = app.get("/queues").await;
+    assert_eq!(status, 200, "{queues}");
+    let kinds_of = |queue: &str| {
+        queues
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["queue"] == queue))
+            .map(|q| q["kinds"].clone())
+            .unwrap_or_else(|| panic!("queue {queue} in {queues}"))
+    };
+    assert_eq!(kinds_of("ads"), json!(["ads.count"]));
+    assert_eq!(kinds_of("default"), json!(["system.noop"]));
+    assert_eq!(
+        kinds_of("math"),
+        json!(["math.ackermann", "math.factorial", "math.fibonacci"]),
+        "sorted"
+    );
+}

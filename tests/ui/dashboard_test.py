@@ -531,6 +531,17 @@ class Run:
         until("the live indicator", lambda: find(self.driver, '#live[data-state="live"]'), ui_wait)
         return f"shown: {text!r}"
 
+    def the_kind_filter_offers_every_kind(self):
+        field = until("the kind filter's list of kinds", lambda: (
+            lambda f: f if f and f.get_attribute("list") == "kinds" else None)(
+                find(self.driver, "#filter-kind")), ui_wait)
+        offered = until("every queue's kinds offered", lambda: (
+            lambda names: names if {"ads.count", "math.factorial", "system.noop"} <= set(names) else None)(
+                self.driver.execute_script(
+                    "return [...document.querySelectorAll('#kinds option')].map((o) => o.value)")), ui_wait)
+        assert len(offered) == len(set(offered)), f"a kind offered twice: {offered}"
+        return f"{field.get_attribute('id')} offers {', '.join(offered)}"
+
     def a_running_job_is_aborted_from_its_panel(self):
         job_id = enqueue_noop({"sleep_ms": 600000})
         until(f"job {job_id} to run", lambda: job_status(job_id) == "running", 30)
@@ -833,6 +844,8 @@ def main():
                   run.a_link_opens_a_job_with_its_filters)
         run.check("an id prefix lists that job only, kept in the address; a bad one shows the 400",
                   run.an_id_prefix_lists_that_job_only)
+        run.check("the kind filter offers the kinds of every queue",
+                  run.the_kind_filter_offers_every_kind)
         run.check("a running job is aborted from its panel, after a confirmation",
                   run.a_running_job_is_aborted_from_its_panel)
         run.check("relative times in the job panel keep ticking",
