@@ -104,8 +104,40 @@ async fn the_dashboard_reads_only_documented_routes_and_is_not_one_itself(stack:
         ("\"/queues\"", "/queues", "get"),
         ("`/jobs${", "/jobs", "get"),
         ("`/jobs/${", "/jobs/{id}", "get"),
-        ("`${path}/retry`", "/jobs/{id}/retry", "post"),
-        ("call(\"DELETE\", path)", "/jobs/{id}", "delete"),
+        // A job's actions: a table of method and path after `/jobs/{id}`.
+        (
+            "`/jobs/${encodeURIComponent(id)}${path}`",
+            "/jobs/{id}",
+            "get",
+        ),
+        (
+            "method: \"POST\", path: \"/retry\"",
+            "/jobs/{id}/retry",
+            "post",
+        ),
+        ("method: \"DELETE\", path: \"\"", "/jobs/{id}", "delete"),
+        (
+            "method: \"POST\", path: \"/abort\"",
+            "/jobs/{id}/abort",
+            "post",
+        ),
+        ("call(\"POST\", \"/jobs/bulk\"", "/jobs/bulk", "post"),
+        (
+            "`/queues/${encodeURIComponent(queue)}/${action}`",
+            "/queues/{queue}/pause",
+            "post",
+        ),
+        (
+            "`/queues/${encodeURIComponent(queue)}/${action}`",
+            "/queues/{queue}/resume",
+            "post",
+        ),
+        ("`/queues/history${", "/queues/history", "get"),
+        (
+            "`/schedules/${encodeURIComponent(name)}/run`",
+            "/schedules/{name}/run",
+            "post",
+        ),
         ("\"/schedules\"", "/schedules", "get"),
         ("\"/rates\"", "/rates", "get"),
         ("`/statistics${", "/statistics", "get"),
