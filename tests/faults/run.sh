@@ -17,7 +17,8 @@
 #      two extra apis must answer 504 within ADS_TIMEOUT_MS + 0.5 s and still count the
 #      ad request; POST /rates/refresh with frankfurter closed, then hanging, must end
 #      `dead` (JOB_MAX_ATTEMPTS=2) with its error in GET /jobs/{id}, nothing stored.
-# Load (tests/faults/faults.py, Python standard library only): 6 threads, ~40 req/s of
+# Load (tests/faults/faults.py, Python standard library only): 32 threads, 1 000 req/s
+# on a fixed schedule (a request held up by a fault is followed by those due meanwhile) of
 # POST /process_report, GET /impression, POST /jobs/math (small factorials) and
 # POST /jobs/noop (sleep 0.8 s; 3 s in scenario 4, so that workers hold tasks), 5 s
 # client timeout. /ready is sampled every 200 ms.
