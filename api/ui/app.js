@@ -453,14 +453,14 @@
       box.replaceChildren(message(`Throughput unavailable: ${answer.message || "unexpected answer"}`, "error"));
       return;
     }
-    const total = (field) => points.reduce((acc, p) => acc + p[field], 0);
+    const total = (field) => number(points.reduce((acc, p) => acc + p[field], 0));
     const during = points.length === 60 ? "the last hour" : `the last ${points.length} min`;
-    const said = `${number(total("succeeded"))} succeeded, ${number(total("failed"))} failed in ${during}`;
+    const succeeded = `${total("succeeded")} succeeded, `;
+    const failed = `${total("failed")} failed in ${during}`;
+    const said = succeeded + failed;
     summary.replaceChildren(
-      h("span", { className: "key succeeded", "aria-hidden": "true" }),
-      `${number(total("succeeded"))} succeeded, `,
-      h("span", { className: "key failed", "aria-hidden": "true" }),
-      `${number(total("failed"))} failed in ${during}`);
+      h("span", { className: "key succeeded", "aria-hidden": "true" }), succeeded,
+      h("span", { className: "key failed", "aria-hidden": "true" }), failed);
     const height = 150;
     const pad = { left: 40, right: 10, top: 10, bottom: 20 };
     const last = Math.max(1, points.length - 1);
@@ -512,26 +512,24 @@
     return `${+v.toFixed(1)}`;
   }
 
-  // What the workers panel last showed: it is rebuilt only when that changes, so that
-  // a focused job link keeps the focus across polls.
-  let workersShown = null;
-
+  // Rebuilt only when what it shows changes, so that a focused job link keeps the
+  // focus across polls.
   function renderWorkers(queues, running) {
+    const runningJobs = running.ok && running.data && Array.isArray(running.data.jobs) ? running.data.jobs : [];
+    renderOnce("workers", {
+      workers: queues && queues.map((q) => [q.queue, q.workers || []]),
+      running: runningJobs.map((job) => [job.id, job.worker, job.kind, job.started_at]),
+      refused: running.ok ? "" : running.message,
+    }, () => drawWorkers(queues, running, runningJobs));
+  }
+
+  function drawWorkers(queues, running, runningJobs) {
     const box = $("workers");
     if (!queues) {
-      workersShown = null;
       box.replaceChildren(message("unknown: /queues did not answer", "error"));
       $("workers-count").textContent = "";
       return;
     }
-    const runningJobs = running.ok && running.data && Array.isArray(running.data.jobs) ? running.data.jobs : [];
-    const shown = JSON.stringify([
-      queues.map((q) => [q.queue, q.workers || []]),
-      runningJobs.map((job) => [job.id, job.worker, job.kind, job.started_at]),
-      running.ok ? "" : running.message,
-    ]);
-    if (shown === workersShown) return;
-    workersShown = shown;
     const jobsByWorker = new Map();
     for (const job of runningJobs) {
       const name = job.worker || "";
