@@ -1062,18 +1062,14 @@ impl JobsApi {
             .state
             .queues
             .iter()
-            .map(|q| {
-                let mut kinds: Vec<String> = (self.state.kinds.iter())
+            .map(|q| QueueView {
+                queue: (*q).to_owned(),
+                kinds: (self.state.kinds.iter())
                     .filter(|kind| kind.queue == *q)
                     .map(|kind| kind.name.to_owned())
-                    .collect();
-                kinds.sort_unstable();
-                QueueView {
-                    queue: (*q).to_owned(),
-                    kinds,
-                    paused: paused.contains(*q),
-                    ..QueueView::default()
-                }
+                    .collect(),
+                paused: paused.contains(*q),
+                ..QueueView::default()
             })
             .collect();
         for count in counts {

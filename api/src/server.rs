@@ -196,6 +196,12 @@ fn rewritten(head: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl<S: AsyncWrite + Unpin> JsonAnswers<S> {
+    /// Starts rewriting `head` if it is one of hyper's own answers.
+    fn begin_rewrite(&mut self, head: &[u8]) -> bool {
+        self.rewriting = rewritten(head).map(|answer| (answer, 0, head.len()));
+        self.rewriting.is_some()
+    }
+
     /// Writes what is left of the rewritten answer; ready with the head's length once
     /// all of it is out.
     fn poll_rewriting(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -232,13 +238,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonAnswers<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         // A write that was pending is called again with the same bytes.
-        if self.rewriting.is_none() {
-            match rewritten(buf) {
-                Some(answer) => self.rewriting = Some((answer, 0, buf.len())),
-                None => return Pin::new(&mut self.inner).poll_write(cx, buf),
-            }
+        if self.rewriting.is_some() || self.begin_rewrite(buf) {
+            return self.poll_rewriting(cx);
         }
-        self.poll_rewriting(cx)
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -249,9 +252,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for JsonAnswers<S> {
         // hyper's own answer is one buffer; an endpoint's answer with a body is several.
         let mut filled = bufs.iter().filter(|b| !b.is_empty());
         if let (Some(only), None) = (filled.next(), filled.next())
-            && (self.rewriting.is_some() || rewritten(only).is_some())
+            && (self.rewriting.is_some() || self.begin_rewrite(only))
         {
-            return self.poll_write(cx, only);
+            return self.poll_rewriting(cx);
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }

@@ -20,8 +20,8 @@ pub struct AppState {
     pub queue: Queue,
     /// Every logical queue of the build's job kinds, for `/queues` and `/metrics`.
     pub queues: Vec<&'static str>,
-    /// Every job kind of the build, for the `kind` filter of `GET /jobs` and each
-    /// queue's kinds in `/queues`.
+    /// Every job kind of the build, sorted by name (the registry's order), for the
+    /// `kind` filter of `GET /jobs` and each queue's kinds in `/queues`.
     pub kinds: Vec<engine::Kind>,
     /// Process metrics.
     pub metrics: Metrics,
