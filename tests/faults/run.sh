@@ -17,7 +17,7 @@
 #      two extra apis must answer 504 within ADS_TIMEOUT_MS + 0.5 s and still count the
 #      ad request; POST /rates/refresh with frankfurter closed, then hanging, must end
 #      `dead` (JOB_MAX_ATTEMPTS=2) with its error in GET /jobs/{id}, nothing stored.
-# Load (tests/faults/faults.py, Python standard library only): 32 threads, 1 000 req/s
+# Load (tests/faults/faults.py, Python standard library only): 64 threads, 1 000 req/s
 # on a fixed schedule (a request held up by a fault is followed by those due meanwhile) of
 # POST /process_report, GET /impression, POST /jobs/math (small factorials) and
 # POST /jobs/noop (sleep 0.8 s; 3 s in scenario 4, so that workers hold tasks), 5 s
@@ -42,7 +42,7 @@
 #
 # Settings (environment): CONVEYOR_BIN (default: target/release/conveyor, built with
 # `cargo build --release --bin conveyor` unless FAULTS_NO_BUILD=1), FAULTS_SCENARIOS,
-# FAULTS_LOAD_SECONDS (24), FAULTS_RATE (1000 req/s), FAULTS_THREADS (32),
+# FAULTS_LOAD_SECONDS (24), FAULTS_RATE (1000 req/s), FAULTS_THREADS (64),
 # FAULTS_MAX_REQUESTS (30000 per scenario), FAULTS_SETTLE_SECONDS (60),
 # FAULTS_OUTAGE_SECONDS (3: how long Redis / Postgres stay down; 8 makes every
 # in-flight job's recording fail, which reproduces the lost-redelivery defect at once),
