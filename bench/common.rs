@@ -4,6 +4,12 @@
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 
+/// The allocator of the `conveyor` binary (`src/main.rs`): a benchmark that runs the
+/// workers or the api in its own process measures them as they are deployed, not
+/// under glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A fresh database `conveyor_bench_<id>` on `BENCH_DATABASE_URL`'s server (default:
 /// the local one), dropped by [`BenchDatabase::drop_now`].
 pub(crate) struct BenchDatabase {
