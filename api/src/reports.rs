@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use domain::stats::Summary;
-use features::reports::{Gate, Record, ReportRecord, ReportsArgs, gate, outliers, statistics};
+use features::reports::{
+    Gate, Record, ReportRecord, ReportsArgs, gate, gated_statistics, outliers, server_statistics,
+};
 use poem::Request;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::Json;
@@ -418,18 +420,9 @@ impl ReportsApi {
     async fn process_statistics(&self, server_name: Query<Option<String>>) -> StatisticsAnswer {
         let db = self.state.store.db();
         let Some(name) = server_name.0 else {
-            match gate(db, self.state.reports()).await {
-                Ok(g) if g.open => {}
-                Ok(g) => return StatisticsAnswer::NotEnough(self.not_enough(g)),
-                Err(err) => return StatisticsAnswer::Unavailable(unavailable(err)),
-            }
-            return match statistics(db, None).await {
-                Ok(Some(summary)) => StatisticsAnswer::Ok(Json(summary.into())),
-                Ok(None) => StatisticsAnswer::NotEnough(self.not_enough(Gate {
-                    total: 0,
-                    servers_below: 0,
-                    open: false,
-                })),
+            return match gated_statistics(db, self.state.reports()).await {
+                Ok(Ok(summary)) => StatisticsAnswer::Ok(Json(summary.into())),
+                Ok(Err(gate)) => StatisticsAnswer::NotEnough(self.not_enough(gate)),
                 Err(err) => StatisticsAnswer::Unavailable(unavailable(err)),
             };
         };
@@ -437,7 +430,7 @@ impl ReportsApi {
         let found = if name.contains('\0') {
             Ok(None)
         } else {
-            statistics(db, Some(&name)).await
+            server_statistics(db, &name).await
         };
         match found {
             Ok(Some(summary)) if summary.count < self.state.reports().min_per_server => {

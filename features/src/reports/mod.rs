@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use domain::stats::{Aggregate, Ratio};
 use serde::{Deserialize, Serialize};
 
-pub use read::{Gate, gate, outliers, statistics};
+pub use read::{Gate, gate, gated_statistics, outliers, server_statistics};
 pub use record::{Record, ReportsArgs};
 
 /// One validated report.

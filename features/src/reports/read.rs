@@ -37,9 +37,41 @@ pub struct Gate {
 /// below the minimum?" as a `LIMIT 1` on the count index); only a closed gate counts
 /// the servers below, for its answer.
 pub async fn gate(db: &DatabaseConnection, config: &ReportsConfig) -> Result<Gate, ReadError> {
-    let total = report_total::Entity::find_by_id(1)
-        .one(db)
-        .await?
+    Ok(gate_and_totals(db, config).await?.0)
+}
+
+/// Statistics over every report behind the readiness gate, from the totals row the
+/// gate read (one read of it, not two): the closed gate instead, or a gate of no
+/// reports when there is nothing to summarize.
+pub async fn gated_statistics(
+    db: &DatabaseConnection,
+    config: &ReportsConfig,
+) -> Result<Result<Summary, Gate>, ReadError> {
+    let (gate, totals) = gate_and_totals(db, config).await?;
+    if !gate.open {
+        return Ok(Err(gate));
+    }
+    let summary = match totals {
+        Some(t) if t.count > 0 => {
+            summarize(&to_aggregate(t.count, &t.sum, &t.sum_sq, t.min, t.max)?)
+        }
+        _ => None,
+    };
+    Ok(summary.ok_or(Gate {
+        total: 0,
+        servers_below: 0,
+        open: false,
+    }))
+}
+
+/// The gate and the totals row it was evaluated from.
+async fn gate_and_totals(
+    db: &DatabaseConnection,
+    config: &ReportsConfig,
+) -> Result<(Gate, Option<report_total::Model>), ReadError> {
+    let totals = report_total::Entity::find_by_id(1).one(db).await?;
+    let total = totals
+        .as_ref()
         .map_or(0, |t| u64::try_from(t.count).unwrap_or(0));
     let below = i64::try_from(config.min_per_server).unwrap_or(i64::MAX);
     let below_min =
@@ -51,43 +83,40 @@ pub async fn gate(db: &DatabaseConnection, config: &ReportsConfig) -> Result<Gat
         .await?
         .is_some();
     if total >= config.min_total && !any_below {
-        return Ok(Gate {
+        let open = Gate {
             total,
             servers_below: 0,
             open: true,
-        });
+        };
+        return Ok((open, totals));
     }
     let servers_below = if any_below {
         below_min().count(db).await?
     } else {
         0
     };
-    Ok(Gate {
+    let closed = Gate {
         total,
         servers_below,
         open: false,
-    })
+    };
+    Ok((closed, totals))
 }
 
-/// Statistics over every report, or over one server's (`None`: no such server).
-pub async fn statistics(
+/// Statistics over one server's reports (`None`: no such server).
+pub async fn server_statistics(
     db: &DatabaseConnection,
-    server: Option<&str>,
+    server: &str,
 ) -> Result<Option<Summary>, ReadError> {
-    let aggregate = match server {
-        None => match report_total::Entity::find_by_id(1).one(db).await? {
-            Some(t) if t.count > 0 => to_aggregate(t.count, &t.sum, &t.sum_sq, t.min, t.max)?,
-            _ => return Ok(None),
-        },
-        Some(name) => match server_aggregate::Entity::find_by_id(name.to_owned())
-            .one(db)
-            .await?
-        {
-            Some(s) => to_aggregate(s.count, &s.sum, &s.sum_sq, s.min, s.max)?,
-            None => return Ok(None),
-        },
-    };
-    Ok(summarize(&aggregate))
+    match server_aggregate::Entity::find_by_id(server.to_owned())
+        .one(db)
+        .await?
+    {
+        Some(s) => Ok(summarize(&to_aggregate(
+            s.count, &s.sum, &s.sum_sq, s.min, s.max,
+        )?)),
+        None => Ok(None),
+    }
 }
 
 /// Servers with a duration outside their own mean ± K·sd, ascending by name.
