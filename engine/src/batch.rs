@@ -1,12 +1,21 @@
 //! Group commit: many callers' writes of one shape carried by one statement (a
 //! record write, a push of tasks).
 //!
-//! A caller adds its request to the pending list and awaits its own answer. If fewer
-//! than `flushers` flushes are running, it starts one: a task that takes pending
-//! requests, up to a number of them and a number of bytes they weigh, runs them as one
-//! statement, answers each caller, and goes on while requests are pending. Nothing waits on a timer: at light load a
-//! request is flushed alone at once (one round trip, as without batching); under load,
-//! requests pile up while a flush is in flight and the next flush takes them all.
+//! A caller adds its request to the pending list and awaits its own answer. If no
+//! flush is running, it starts one: a task that takes pending requests, up to a number
+//! of them and a number of bytes they weigh, runs them as one statement, answers each
+//! caller, and goes on while requests are pending. Nothing waits on a timer: at light
+//! load a request is flushed alone at once (one round trip, as without batching);
+//! under load, requests pile up while a flush is in flight and the next flush takes
+//! them all.
+//!
+//! A further flush (up to `flushers` at once) starts only when more requests are
+//! pending than one batch takes. Below that, a second flush would only split the
+//! pending requests into two smaller statements, each paying a statement's fixed cost
+//! (a round trip, planning, a commit), and two flushes of one kind of success would
+//! wait on each other's row locks (shared counters): under a route's load, which
+//! keeps the machine busy with batches far below their limits, that cost more than it
+//! saved. A backlog that fills batches still has them run side by side.
 //!
 //! Every write is still made, and made before its caller is answered: batching changes
 //! how many statements carry the writes, not whether they are durable.
@@ -48,7 +57,8 @@ pub(crate) struct Limits {
     /// Most bytes (by the requests' weights) in one batch; a request heavier than
     /// that goes alone.
     pub(crate) bytes: usize,
-    /// Batches running at once.
+    /// Most batches running at once: a second one starts only while more requests
+    /// are pending than one batch takes.
     pub(crate) flushers: usize,
 }
 
@@ -79,6 +89,7 @@ impl<Req: Send + 'static, Res: Send + 'static, E: BatchError> Batcher<Req, Res, 
             flushers: Arc::new(Semaphore::new(limits.flushers.max(1))),
             limits: Limits {
                 rows: limits.rows.max(1),
+                flushers: limits.flushers.max(1),
                 ..limits
             },
             weight,
@@ -114,13 +125,24 @@ impl<Req: Send + 'static, Res: Send + 'static, E: BatchError> Batcher<Req, Res, 
         take
     }
 
+    /// Whether more requests are pending than the next batch would take.
+    fn fills_a_batch(&self) -> bool {
+        let pending = self.lock();
+        self.next_batch(&pending) < pending.len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending<Req, Res, E>>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a flush task if a flusher is free. The task is spawned, not run by the
+    /// Starts a flush task if a flusher is free and either none is running or more
+    /// requests are pending than one batch takes. The task is spawned, not run by the
     /// caller, so that a caller that stops waiting cannot drop other callers' writes.
     fn start_flusher(self: &Arc<Self>) {
+        let running = self.limits.flushers - self.flushers.available_permits();
+        if running > 0 && !self.fills_a_batch() {
+            return;
+        }
         if let Ok(permit) = self.flushers.clone().try_acquire_owned() {
             let this = self.clone();
             tokio::spawn(async move { this.flush_while_pending(permit).await });
@@ -267,6 +289,46 @@ mod tests {
         futures::future::join_all(calls).await;
         let most = most.load(Ordering::SeqCst);
         assert!((1..=3).contains(&most), "{most} flushes ran at once");
+    }
+
+    /// Runs `callers` requests at once through a batcher of batches of 10 and two
+    /// flushers whose flushes take 20 ms; returns the most flushes that ran at once.
+    async fn most_flushes_at_once(callers: u32) -> usize {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let flush: Flush<u32, u32, StoreError> = {
+            let (running, most) = (running.clone(), most.clone());
+            Arc::new(move |requests: Vec<u32>| {
+                let (running, most) = (running.clone(), most.clone());
+                Box::pin(async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(requests)
+                })
+            })
+        };
+        let batcher = Batcher::new(limits(10, 2), |_: &u32| 1, flush);
+        let first = batcher.clone();
+        let first = tokio::spawn(async move { first.run(0).await.unwrap() });
+        // The others arrive while the first flush is in flight.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let calls = (1..callers).map(|i| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.run(i).await.unwrap() })
+        });
+        futures::future::join_all(calls).await;
+        first.await.unwrap();
+        most.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_second_flush_starts_only_for_more_than_a_batch() {
+        // 9 requests behind the first flush fit one batch: they wait for it.
+        assert_eq!(most_flushes_at_once(10).await, 1);
+        // 99 fill ten batches: a second flush runs beside the first.
+        assert_eq!(most_flushes_at_once(100).await, 2);
     }
 
     #[tokio::test]

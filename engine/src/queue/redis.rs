@@ -38,8 +38,9 @@ static VACUUM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua
 /// Tasks moved per promote or vacuum call: far below the ~8 000 that break a Lua `unpack`.
 const PROMOTE_CHUNK: usize = 1_000;
 
-/// How pushes are batched: up to 256 (or 1 MiB of payloads) per batch, two batches
-/// on their way at once on the one multiplexed connection.
+/// How pushes are batched: up to 256 (or 1 MiB of payloads) per batch, a second batch
+/// on its way beside the first (on the one multiplexed connection) when a backlog
+/// fills batches.
 const PUSH_LIMITS: Limits = Limits {
     rows: 256,
     bytes: 1 << 20,

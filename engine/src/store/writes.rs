@@ -79,8 +79,8 @@ fn json_rows<'a>(rows: impl Iterator<Item = &'a str>) -> sea_orm::Value {
 
 impl Writes {
     /// Batches of at most `rows` rows and `bytes` bytes of parameters. Postgres runs
-    /// two flushes of each write at once (each holds a connection); SQLite has one
-    /// writer, so one.
+    /// a second flush of a write beside the first when a backlog fills batches (each
+    /// holds a connection); SQLite has one writer, so one.
     pub(super) fn new(db: &DatabaseConnection, rows: usize, bytes: usize) -> Self {
         let flushers = match db.get_database_backend() {
             DbBackend::Sqlite => 1,
