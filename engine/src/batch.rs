@@ -264,8 +264,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn never_more_flushes_at_once_than_flushers() {
+    /// A flush that takes `delay`, and the most flushes of it that ran at once.
+    fn counting_flush(delay: Duration) -> (Flush<u32, u32, StoreError>, Arc<AtomicUsize>) {
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let flush: Flush<u32, u32, StoreError> = {
@@ -275,12 +275,18 @@ mod tests {
                 Box::pin(async move {
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    tokio::time::sleep(delay).await;
                     running.fetch_sub(1, Ordering::SeqCst);
                     Ok(requests)
                 })
             })
         };
+        (flush, most)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn never_more_flushes_at_once_than_flushers() {
+        let (flush, most) = counting_flush(Duration::from_millis(2));
         let batcher = Batcher::new(limits(4, 3), |_: &u32| 1, flush);
         let calls = (0..400u32).map(|i| {
             let batcher = batcher.clone();
@@ -294,21 +300,7 @@ mod tests {
     /// Runs `callers` requests at once through a batcher of batches of 10 and two
     /// flushers whose flushes take 20 ms; returns the most flushes that ran at once.
     async fn most_flushes_at_once(callers: u32) -> usize {
-        let running = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let flush: Flush<u32, u32, StoreError> = {
-            let (running, most) = (running.clone(), most.clone());
-            Arc::new(move |requests: Vec<u32>| {
-                let (running, most) = (running.clone(), most.clone());
-                Box::pin(async move {
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    running.fetch_sub(1, Ordering::SeqCst);
-                    Ok(requests)
-                })
-            })
-        };
+        let (flush, most) = counting_flush(Duration::from_millis(20));
         let batcher = Batcher::new(limits(10, 2), |_: &u32| 1, flush);
         let first = batcher.clone();
         let first = tokio::spawn(async move { first.run(0).await.unwrap() });
