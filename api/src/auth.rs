@@ -4,6 +4,7 @@
 
 use poem::Request;
 use poem::http::header::AUTHORIZATION;
+use poem_openapi::Enum;
 use poem_openapi::payload::Json;
 
 use crate::config::ApiConfig;
@@ -16,49 +17,71 @@ pub const CHALLENGE: &str = "Bearer realm=\"conveyor\"";
 #[derive(Debug)]
 pub struct Unauthorized(pub Json<ErrorBody>);
 
+/// What a request may do on the operator routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Access {
+    /// No `ADMIN_TOKEN` is configured: every operator route is open.
+    Open,
+    /// The request carries `ADMIN_TOKEN`: it may read and change.
+    Admin,
+    /// The request carries `READ_TOKEN`: it may read, and change nothing.
+    Read,
+}
+
+impl Access {
+    /// Whether the operator changes are open to it.
+    pub fn changes(self) -> bool {
+        matches!(self, Access::Open | Access::Admin)
+    }
+}
+
+/// What the request may do, or why it may do nothing: `missing` is the message when it
+/// carries no `Authorization` header. Both tokens are compared (each in constant
+/// time), so that the time taken does not tell which one matched.
+pub fn access(config: &ApiConfig, req: &Request, missing: &str) -> Result<Access, Unauthorized> {
+    let Some(admin) = config.admin_token() else {
+        return Ok(Access::Open);
+    };
+    let given = bearer_of(req, missing)?;
+    let admin = admin.matches(given);
+    let read = config.read_token().map(|read| read.matches(given));
+    match (admin, read) {
+        (true, _) => Ok(Access::Admin),
+        (false, Some(true)) => Ok(Access::Read),
+        (false, Some(false)) => Err(refused(
+            "the bearer token is neither the admin nor the read token",
+        )),
+        (false, None) => Err(refused("the bearer token is not the admin token")),
+    }
+}
+
 /// Lets the request through when no token is configured, or when it carries
 /// `Authorization: Bearer <token>` with the configured token (compared in constant
 /// time); otherwise says why not, never echoing what was sent.
 pub fn authorize(config: &ApiConfig, req: &Request) -> Result<(), Unauthorized> {
-    let Some(token) = config.admin_token() else {
-        return Ok(());
-    };
-    let given = bearer_of(
+    let access = access(
+        config,
         req,
         "this route needs 'Authorization: Bearer <ADMIN_TOKEN>'",
     )?;
-    if token.matches(given) {
+    if access.changes() {
         Ok(())
-    } else if config.read_token().is_some_and(|read| read.matches(given)) {
+    } else {
         Err(refused(
             "the read token (READ_TOKEN) changes nothing: this route needs ADMIN_TOKEN",
         ))
-    } else {
-        Err(refused("the bearer token is not the admin token"))
     }
 }
 
 /// Lets an operator read through when no admin token is configured, or when it carries
 /// the admin or the read token as a bearer token; otherwise says why not.
 pub fn authorize_read(config: &ApiConfig, req: &Request) -> Result<(), Unauthorized> {
-    let Some(admin) = config.admin_token() else {
-        return Ok(());
-    };
-    let given = bearer_of(
-        req,
-        "this route needs 'Authorization: Bearer <ADMIN_TOKEN or READ_TOKEN>'",
-    )?;
-    // Both compared, so that the time taken does not tell which one matched.
-    let admin = admin.matches(given);
-    let read = config.read_token().is_some_and(|read| read.matches(given));
-    if admin | read {
-        Ok(())
-    } else {
-        Err(refused(
-            "the bearer token is neither the admin nor the read token",
-        ))
-    }
+    access(config, req, READ_NEEDS).map(|_| ())
 }
+
+/// The message of a read without an `Authorization` header.
+pub const READ_NEEDS: &str = "this route needs 'Authorization: Bearer <ADMIN_TOKEN or READ_TOKEN>'";
 
 /// The 401 answer with this message.
 fn refused(message: &str) -> Unauthorized {
@@ -175,6 +198,19 @@ mod tests {
             message(authorize_read(&self::config(None), &request(None))),
             "ok"
         );
+    }
+
+    #[test]
+    fn access_names_the_token_carried() {
+        let config = with_reader("adm1n", "r3ad");
+        let of = |header| access(&config, &request(header), READ_NEEDS).map_err(|e| e.0.0.message);
+        assert_eq!(of(Some("Bearer adm1n")), Ok(Access::Admin));
+        assert_eq!(of(Some("Bearer r3ad")), Ok(Access::Read));
+        assert!(of(Some("Bearer nope")).unwrap_err().contains("neither"));
+        assert_eq!(of(None).unwrap_err(), READ_NEEDS);
+        assert!(Access::Admin.changes() && Access::Open.changes() && !Access::Read.changes());
+        let open = access(&self::config(None), &request(None), READ_NEEDS);
+        assert_eq!(open.map_err(|e| e.0.0.message), Ok(Access::Open));
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub const READ_OPERATIONS: &[(&str, &str)] = &[
     ("get", "/queues"),
     ("get", "/queues/history"),
     ("get", "/schedules"),
+    ("get", "/access"),
 ];
 
 /// Response properties that are `null` when there is no value (poem-openapi declares an

@@ -1,11 +1,11 @@
-//! `/`, `/ping`, `/health`, `/ready`, `/metrics`.
+//! `/`, `/ping`, `/health`, `/ready`, `/metrics`, `/access`.
 
 use poem::Request;
 use poem_openapi::param::Header;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
 
-use crate::auth::{CHALLENGE, Unauthorized, authorize_read};
+use crate::auth::{Access, CHALLENGE, READ_NEEDS, Unauthorized, access, authorize_read};
 use crate::error::ErrorBody;
 use crate::state::AppState;
 
@@ -36,6 +36,26 @@ pub enum MetricsAnswer {
     Ok(PlainText<String>),
     /// `ADMIN_TOKEN` is set (and `METRICS_PUBLIC` is not) and the request carries
     /// neither it nor `READ_TOKEN` as a bearer token.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+}
+
+/// `{"access": "admin"}`: what the bearer token sent may do on the operator routes.
+#[derive(Debug, Clone, Object)]
+pub struct AccessView {
+    /// `open` (no `ADMIN_TOKEN` is configured: every operator route is open), `admin`
+    /// (reads and changes) or `read` (`READ_TOKEN`: reads, changes nothing).
+    pub access: Access,
+}
+
+/// Answers of `GET /access`.
+#[derive(ApiResponse)]
+pub enum AccessAnswer {
+    /// What the token may do.
+    #[oai(status = 200)]
+    Ok(Json<AccessView>),
+    /// `ADMIN_TOKEN` is set and the request carries neither it nor `READ_TOKEN` as a
+    /// bearer token.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
 }
@@ -176,5 +196,16 @@ impl SystemApi {
         }
         self.state.features.fanouts.scrape();
         MetricsAnswer::Ok(PlainText(self.state.metrics.render()))
+    }
+
+    /// What the bearer token sent may do on the operator routes: `open` when no
+    /// `ADMIN_TOKEN` is configured, `admin`, or `read` for `READ_TOKEN` (the dashboard
+    /// shows its buttons that change something to `open` and `admin` only).
+    #[oai(path = "/access", method = "get")]
+    async fn access(&self, req: &Request) -> AccessAnswer {
+        match access(&self.state.config, req, READ_NEEDS) {
+            Ok(access) => AccessAnswer::Ok(Json(AccessView { access })),
+            Err(Unauthorized(body)) => AccessAnswer::Unauthorized(body, CHALLENGE.to_owned()),
+        }
     }
 }

@@ -242,6 +242,23 @@
     if (kind !== "error") flashTimer = setTimeout(() => (box.hidden = true), 5000);
   }
 
+  // ---------------------------------------------------------------- access
+
+  // What the token in the page may do, from `GET /access`: `open` (the server has no
+  // ADMIN_TOKEN), `admin` or `read`; `none` when the server refuses the token. It is
+  // kept on <body data-access>: the buttons that change something show for `open` and
+  // `admin` only (app.css), since the server refuses a read-only token's changes. A
+  // failed call keeps what was known.
+  async function loadAccess() {
+    const answer = await call("GET", "/access");
+    if (answer.ok && answer.data && typeof answer.data.access === "string") {
+      document.body.dataset.access = answer.data.access;
+    } else if (answer.status === 401) {
+      document.body.dataset.access = "none";
+    }
+    $("token-access").hidden = document.body.dataset.access !== "read";
+  }
+
   // ---------------------------------------------------------------- overview
 
   async function loadOverview() {
@@ -1044,7 +1061,7 @@
     }
     inflight = true;
     clearTimeout(timer);
-    const tasks = [loadOverview(), loadHistory(), loadJobs(), loadDetail(), loadSchedules()];
+    const tasks = [loadAccess(), loadOverview(), loadHistory(), loadJobs(), loadDetail(), loadSchedules()];
     if (view.polls % FEATURES_EVERY === 0) tasks.push(loadFeatures());
     view.polls += 1;
     await Promise.all(tasks.map(guard));
@@ -1117,6 +1134,7 @@
       } catch {
         flash("This browser does not keep the admin token (storage disabled).", "error");
       }
+      guard(loadAccess());
     });
 
     $("action-dismiss").addEventListener("click", () => ($("action-message").hidden = true));

@@ -134,6 +134,7 @@ async fn operator_reads_need_a_token_when_one_is_set() {
         "/queues/history".to_owned(),
         "/schedules".to_owned(),
         "/metrics".to_owned(),
+        "/access".to_owned(),
     ];
     for path in &reads {
         for authorization in [None, Some("Bearer wrong".to_owned())] {
@@ -152,6 +153,11 @@ async fn operator_reads_need_a_token_when_one_is_set() {
             let (status, _, body) = send(request).await;
             assert_eq!(status, 200, "{path} with a valid token: {body}");
         }
+    }
+    // `/access` tells the dashboard which token it holds.
+    for (token, access) in [(TOKEN, "admin"), (READ, "read")] {
+        let (_, _, body) = send(app.client.get(app.url("/access")).bearer_auth(token)).await;
+        assert_eq!(body, json!({"access": access}));
     }
     // The read token changes nothing.
     let (status, _, body) = send(
@@ -220,6 +226,8 @@ async fn operator_routes_are_open_without_a_token_and_document_401() {
     let dead = dead_job(&app).await;
     let (status, _, body) = send(app.client.post(app.url(&format!("/jobs/{dead}/retry")))).await;
     assert_eq!(status, 202, "an empty ADMIN_TOKEN means none: {body}");
+    let (status, _, body) = send(app.client.get(app.url("/access"))).await;
+    assert_eq!((status, body), (200, json!({"access": "open"})));
 
     let (_, doc) = app.get("/openapi.json").await;
     for (path, method) in [

@@ -139,6 +139,7 @@ async fn the_dashboard_reads_only_documented_routes_and_is_not_one_itself(stack:
             "post",
         ),
         ("\"/schedules\"", "/schedules", "get"),
+        ("\"/access\"", "/access", "get"),
         ("\"/rates\"", "/rates", "get"),
         ("`/statistics${", "/statistics", "get"),
         ("`/process_statistics${", "/process_statistics", "get"),
