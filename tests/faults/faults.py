@@ -137,7 +137,7 @@ def load_http(method, path, body=None, timeout=CLIENT_TIMEOUT):
             LOAD_CONN.sock = conn
         conn.settimeout(timeout)
         conn.sendall(head.encode() + b"\r\n" + data)
-        status, headers, content, keep = read_answer(conn, deadline)
+        status, content, keep = read_answer(conn, deadline)
     except (socket.timeout, TimeoutError):
         drop_load_conn()
         return None, "", time.monotonic() - start, "timeout"
@@ -147,10 +147,6 @@ def load_http(method, path, body=None, timeout=CLIENT_TIMEOUT):
     secs = time.monotonic() - start
     if not keep:
         drop_load_conn()
-    if status is None:
-        return None, "", secs, f"conn: unreadable answer {headers[:80]!r}"
-    if b"transfer-encoding: chunked" in headers:
-        content = unchunk(content)
     return status, content.decode("utf-8", "replace"), secs, None
 
 
@@ -158,16 +154,14 @@ def drop_load_conn():
     conn = getattr(LOAD_CONN, "sock", None)
     LOAD_CONN.sock = None
     if conn is not None:
-        try:
-            conn.close()
-        except OSError:
-            pass
+        conn.close()
 
 
 def read_answer(conn, deadline):
-    """One HTTP/1.1 answer off `conn`: (status or None, lower-cased head, body bytes,
-    whether the connection stays usable). The body ends at its Content-Length, at the
-    last chunk, or when the server closes the connection."""
+    """One HTTP/1.1 answer off `conn`: (status, body, whether the connection stays
+    usable). The body ends at its Content-Length, at the last chunk (then it is
+    unchunked), or when the server closes the connection. A connection closed before
+    the answer is whole, or an answer that is not HTTP, raises ConnectionError."""
     answer = b""
 
     def more():
@@ -178,35 +172,30 @@ def read_answer(conn, deadline):
         return chunk
 
     while b"\r\n\r\n" not in answer:
-        try:
-            answer += more()
-        except ConnectionError:
-            if not answer:
-                raise
-            return None, answer, b"", False
+        answer += more()
     head_end = answer.find(b"\r\n\r\n")
     headers = answer[:head_end].lower()
-    content = answer[head_end + 4:]
-    try:
-        status = int(answer[9:12])
-    except ValueError:
-        return None, answer, b"", False
+    if not re.match(rb"http/1\.[01] \d{3}", headers):
+        raise ConnectionError(f"unreadable answer {answer[:80]!r}")
+    status = int(headers[9:12])
     keep = b"connection: close" not in headers
     length = re.search(rb"\r\ncontent-length: *(\d+)", headers)
+    chunked = b"transfer-encoding: chunked" in headers
     if length:
-        while len(content) < int(length.group(1)):
-            content += more()
-    elif b"transfer-encoding: chunked" in headers:
-        while not (content.startswith(b"0\r\n\r\n") or content.endswith(b"\r\n0\r\n\r\n")):
-            content += more()
+        while len(answer) - head_end - 4 < int(length.group(1)):
+            answer += more()
+    elif chunked:
+        while not (answer.endswith(b"\r\n\r\n0\r\n\r\n") or answer.endswith(b"\r\n0\r\n\r\n")):
+            answer += more()
     else:
         keep = False
-        while True:
-            try:
-                content += more()
-            except ConnectionError:
-                break
-    return status, headers, content, keep
+        try:
+            while True:
+                answer += more()
+        except ConnectionError:
+            pass
+    body = answer[head_end + 4:]
+    return status, unchunk(body) if chunked else body, keep
 
 
 def unchunk(content):

@@ -136,6 +136,14 @@ def click(driver, css, what):
     until(f"{what} ({css}) to be clickable", attempt, ui_wait)
 
 
+def shown_changes(driver):
+    """The buttons that change something (by id or action) that the page shows."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('button[data-action], #bulk-action, #bulk-discard')]"
+        ".filter((b) => b.getClientRects().length > 0)"
+        ".map((b) => b.id || b.dataset.action)")
+
+
 def press(driver, key):
     """Presses `key` where the keyboard focus is, as a person would."""
     ActionChains(driver).send_keys(key).perform()
@@ -361,10 +369,7 @@ class Run:
                 if job_id != self.dead_id:
                     self.driver.get(f"{BASE}/ui#jobs?job={job_id}")
                 time.sleep(poll_wait)
-                shown = self.driver.execute_script(
-                    "return [...document.querySelectorAll('button[data-action], #bulk-action, #bulk-discard')]"
-                    ".filter((b) => b.getClientRects().length > 0)"
-                    ".map((b) => b.id || b.dataset.action)")
+                shown = shown_changes(self.driver)
                 assert not shown, f"shown before a token is entered, job {job_id} open: {shown}"
         finally:
             self.driver.close()
@@ -408,10 +413,7 @@ class Run:
         present = self.driver.execute_script(
             "return document.querySelectorAll('button[data-action]').length")
         assert present, "the page rendered no operator button at all: nothing was checked"
-        shown = self.driver.execute_script(
-            "return [...document.querySelectorAll('button[data-action], #bulk-action, #bulk-discard')]"
-            ".filter((b) => b.getClientRects().length > 0)"
-            ".map((b) => b.id || b.dataset.action)")
+        shown = shown_changes(self.driver)
         assert not shown, f"shown to the read token: {shown}"
         return f"{present} operator buttons rendered, none shown"
 
