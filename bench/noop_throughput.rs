@@ -20,6 +20,9 @@
 //! Backends: `BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`) and
 //! `BENCH_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`; a fresh
 //! database `conveyor_bench_<id>` is created on that server and dropped afterwards).
+//! `BENCH_SCHEMA_SQL`, when set, is run on that database after the migrations, to
+//! measure a schema variant (say, an index dropped) beside the migrated schema; the
+//! JSON line names it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,6 +88,11 @@ async fn main() -> anyhow::Result<()> {
     config.delivery.fetch_batch = args.fetch_batch;
     let delivery = config.delivery.clone();
     let system = conveyor::connect(&config, true).await?;
+    let schema_sql = std::env::var("BENCH_SCHEMA_SQL").unwrap_or_default();
+    if !schema_sql.trim().is_empty() {
+        use sea_orm::ConnectionTrait;
+        system.store.db().execute_unprepared(&schema_sql).await?;
+    }
     let queue = system.queue.clone();
     let store = if args.unbatched {
         system.store.clone().unbatched()
@@ -186,16 +194,17 @@ async fn main() -> anyhow::Result<()> {
             "{succeeded} of {pushed} records say succeeded"
         );
     }
-    println!(
-        "{}",
-        serde_json::json!({
-            "system": "conveyor",
-            "mode": if args.unbatched { format!("{}-unbatched", args.mode) } else { args.mode.clone() },
-            "n": pushed,
-            "enqueue_per_s": (pushed as f64 / enqueue_secs).round(),
-            "process_per_s": (pushed as f64 / drain_secs).round(),
-        })
-    );
+    let mut line = serde_json::json!({
+        "system": "conveyor",
+        "mode": if args.unbatched { format!("{}-unbatched", args.mode) } else { args.mode.clone() },
+        "n": pushed,
+        "enqueue_per_s": (pushed as f64 / enqueue_secs).round(),
+        "process_per_s": (pushed as f64 / drain_secs).round(),
+    });
+    if !schema_sql.trim().is_empty() {
+        line["schema_sql"] = schema_sql.trim().into();
+    }
+    println!("{line}");
     queue.vacuum("default").await?;
     bench_db.drop_now().await?;
     Ok(())

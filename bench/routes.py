@@ -30,6 +30,11 @@ Settings (environment): CONVEYOR_BIN (default target/release/conveyor, built wit
 (postgres://postgres@127.0.0.1:5432/postgres, an admin connection: the run makes and
 drops its own database), BENCH_REDIS_URL (redis://127.0.0.1:6379). wrk comes from
 Debian's package, installed when missing.
+
+BENCH_SCHEMA_SQL, when set, is run on the run's database after the migrations (say,
+`DROP INDEX job_records_status_id`), to measure a schema variant beside the migrated
+schema; the table's heading and every JSON line name it. Unset, the run measures the
+schema as the migrations make it.
 """
 import argparse
 import json
@@ -210,6 +215,7 @@ def main():
     admin = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
     run_id = time.strftime("%Y%m%d%H%M%S")
+    schema_sql = os.environ.get("BENCH_SCHEMA_SQL", "").strip()
     database = f"conveyor_bench_{run_id}"
     psql(admin, f"CREATE DATABASE {database}")
     server = admin.rsplit("/", 1)[0]
@@ -236,6 +242,8 @@ def main():
     findings = []
     try:
         subprocess.run([exe, "migrate"], env=env, check=True)
+        if schema_sql:
+            psql(env["DATABASE_URL"], schema_sql)
         start("api")
         for _ in range(args.workers):
             start("worker")
@@ -271,6 +279,8 @@ def main():
             row = {"route": name, "per_s": result["per_s"], "requests": result["requests"],
                    "non_2xx": result["non_2xx"], "socket_errors": result["socket_errors"],
                    "load_s": result["load_s"], "cpu_share_pct": result["cpu_share_pct"]}
+            if schema_sql:
+                row["schema_sql"] = schema_sql
             reader = queue = None
             if key == "impression":
                 queue = "ads"
@@ -322,7 +332,8 @@ def main():
         for row in rows:
             f.write(json.dumps(row) + "\n")
     print(f"\nConveyor (api + {args.workers} workers, Postgres + Redis, default settings), "
-          f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s\n")
+          f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s"
+          + (f", schema variant: `{schema_sql}`" if schema_sql else "") + "\n")
     print("| route | accepted/s | applied/s | lag after the load | CPU: api / workers / postgres / redis / wrk |")
     print("|---|---|---|---|---|")
     for r in rows:
