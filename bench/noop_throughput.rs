@@ -22,7 +22,7 @@
 //! database `conveyor_bench_<id>` is created on that server and dropped afterwards).
 //! `BENCH_SCHEMA_SQL`, when set, is run on that database after the migrations, to
 //! measure a schema variant (say, an index dropped) beside the migrated schema; the
-//! JSON line names it.
+//! JSON line of the `pipeline` and `queue` modes names it (`latency` reads no record).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,10 +88,17 @@ async fn main() -> anyhow::Result<()> {
     config.delivery.fetch_batch = args.fetch_batch;
     let delivery = config.delivery.clone();
     let system = conveyor::connect(&config, true).await?;
-    let schema_sql = std::env::var("BENCH_SCHEMA_SQL").unwrap_or_default();
-    if !schema_sql.trim().is_empty() {
+    let schema_sql = std::env::var("BENCH_SCHEMA_SQL")
+        .map(|sql| sql.trim().to_owned())
+        .ok()
+        .filter(|sql| !sql.is_empty());
+    if let Some(sql) = &schema_sql {
         use sea_orm::ConnectionTrait;
-        system.store.db().execute_unprepared(&schema_sql).await?;
+        if let Err(err) = system.store.db().execute_unprepared(sql).await {
+            // A variant that does not apply leaves no database behind.
+            bench_db.drop_now().await?;
+            return Err(anyhow::Error::from(err).context("BENCH_SCHEMA_SQL"));
+        }
     }
     let queue = system.queue.clone();
     let store = if args.unbatched {
@@ -201,8 +208,8 @@ async fn main() -> anyhow::Result<()> {
         "enqueue_per_s": (pushed as f64 / enqueue_secs).round(),
         "process_per_s": (pushed as f64 / drain_secs).round(),
     });
-    if !schema_sql.trim().is_empty() {
-        line["schema_sql"] = schema_sql.trim().into();
+    if let Some(sql) = schema_sql {
+        line["schema_sql"] = sql.into();
     }
     println!("{line}");
     queue.vacuum("default").await?;
