@@ -26,9 +26,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use entity::{idempotency_key, job};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Set, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use serde_json::Value;
 
@@ -506,81 +506,29 @@ impl JobStore {
     /// the database sends no value over [`LISTED_VALUE_MAX_CHARS`], so that a page's
     /// memory is bounded whatever the jobs carry.
     pub async fn list(&self, filter: &JobFilter) -> Result<Vec<Listed>, StoreError> {
-        let text =
-            |column: job::Column| Func::char_length(Func::cast_as(Expr::col(column), "text"));
-        let bounded = |column: job::Column| {
-            Expr::case(
-                Expr::expr(text(column)).lte(LISTED_VALUE_MAX_CHARS),
-                Expr::col(column),
-            )
-        };
-        let mut query = job::Entity::find()
-            .select_only()
-            .columns([
-                job::Column::Id,
-                job::Column::Kind,
-                job::Column::Queue,
-                job::Column::Status,
-                job::Column::Attempts,
-                job::Column::MaxAttempts,
-                job::Column::Worker,
-                job::Column::IdempotencyKey,
-                job::Column::CreatedAt,
-                job::Column::StartedAt,
-                job::Column::FinishedAt,
-                job::Column::ElapsedMs,
-                job::Column::RunAt,
-                job::Column::TaskId,
-            ])
-            .expr_as(bounded(job::Column::Args), "args")
-            .expr_as(text(job::Column::Args), "args_chars")
-            .expr_as(bounded(job::Column::Result), "result")
-            .expr_as(text(job::Column::Result), "result_chars")
-            .expr_as(
-                Func::cust("substr")
-                    .arg(Expr::col(job::Column::Error))
-                    .arg(1)
-                    // An `integer`: Postgres has no substr(text, integer, bigint).
-                    .arg(LISTED_ERROR_MAX_CHARS as i32),
-                "error",
-            )
-            .expr_as(
-                Func::char_length(Expr::col(job::Column::Error)),
-                "error_chars",
-            )
-            .order_by_desc(job::Column::Id);
-        if let Some(status) = filter.status {
-            query = query.filter(job::Column::Status.eq(status.as_str()));
-        }
-        if let Some(kind) = &filter.kind {
-            query = query.filter(job::Column::Kind.eq(kind.clone()));
-        }
-        if !filter.kinds.is_empty() {
-            query = query.filter(job::Column::Kind.is_in(filter.kinds.clone()));
-        }
-        if let Some(queue) = &filter.queue {
-            query = query.filter(job::Column::Queue.eq(queue.clone()));
-        }
-        if let Some(prefix) = &filter.id_prefix {
-            // A range of the primary key, not `LIKE`, which a non-C collation keeps
-            // from using the index: the ids from the prefix itself up to the prefix
-            // followed by the highest digit, `Z`.
-            let highest = format!("{prefix:Z<width$}", width = crate::ids::ID_CHARS);
-            query = query
-                .filter(job::Column::Id.gte(prefix.clone()))
-                .filter(job::Column::Id.lte(highest));
-        }
-        if let Some(before) = filter.before {
-            query = query.filter(job::Column::Id.lt(before.to_string()));
-        }
-        query
-            .limit(filter.limit)
+        list_query(filter)
             .into_model::<ListRow>()
             .all(&self.db)
             .await?
             .into_iter()
             .map(ListRow::listed)
             .collect()
+    }
+
+    /// The statements of [`JobStore::list`] and [`JobStore::stuck`] on `backend`, for
+    /// the tests that read their plans.
+    #[doc(hidden)]
+    pub fn operator_statements(
+        backend: DbBackend,
+        filter: &JobFilter,
+        older_than: Duration,
+        running_longer_than: Duration,
+        limit: u64,
+    ) -> [sea_orm::Statement; 2] {
+        [
+            list_query(filter).build(backend),
+            stuck_query(Utc::now(), older_than, running_longer_than, limit).build(backend),
+        ]
     }
 
     /// Reads a delivered task's job to run an attempt of it, unless the job is
@@ -882,26 +830,7 @@ impl JobStore {
         running_longer_than: Duration,
         limit: u64,
     ) -> Result<Vec<Task>, StoreError> {
-        let now = Utc::now();
-        let cutoff = retention::before(now, older_than);
-        let queued = sea_orm::Condition::all()
-            .add(job::Column::Status.eq(JobStatus::Queued.as_str()))
-            .add(job::Column::CreatedAt.lt(cutoff));
-        let overdue = sea_orm::Condition::all()
-            .add(job::Column::Status.eq(JobStatus::Failed.as_str()))
-            .add(job::Column::RunAt.lt(cutoff));
-        let abandoned = sea_orm::Condition::all()
-            .add(job::Column::Status.eq(JobStatus::Running.as_str()))
-            .add(job::Column::StartedAt.lt(retention::before(now, running_longer_than)));
-        let rows = job::Entity::find()
-            .filter(
-                sea_orm::Condition::any()
-                    .add(queued)
-                    .add(overdue)
-                    .add(abandoned),
-            )
-            .order_by_asc(job::Column::Id)
-            .limit(limit)
+        let rows = stuck_query(Utc::now(), older_than, running_longer_than, limit)
             .all(&self.db)
             .await?;
         rows.into_iter()
@@ -961,6 +890,105 @@ impl JobStore {
         self.db.execute_unprepared("SELECT 1").await?;
         Ok(())
     }
+}
+
+/// The query of [`JobStore::list`].
+fn list_query(filter: &JobFilter) -> sea_orm::Select<job::Entity> {
+    let text = |column: job::Column| Func::char_length(Func::cast_as(Expr::col(column), "text"));
+    let bounded = |column: job::Column| {
+        Expr::case(
+            Expr::expr(text(column)).lte(LISTED_VALUE_MAX_CHARS),
+            Expr::col(column),
+        )
+    };
+    let mut query = job::Entity::find()
+        .select_only()
+        .columns([
+            job::Column::Id,
+            job::Column::Kind,
+            job::Column::Queue,
+            job::Column::Status,
+            job::Column::Attempts,
+            job::Column::MaxAttempts,
+            job::Column::Worker,
+            job::Column::IdempotencyKey,
+            job::Column::CreatedAt,
+            job::Column::StartedAt,
+            job::Column::FinishedAt,
+            job::Column::ElapsedMs,
+            job::Column::RunAt,
+            job::Column::TaskId,
+        ])
+        .expr_as(bounded(job::Column::Args), "args")
+        .expr_as(text(job::Column::Args), "args_chars")
+        .expr_as(bounded(job::Column::Result), "result")
+        .expr_as(text(job::Column::Result), "result_chars")
+        .expr_as(
+            Func::cust("substr")
+                .arg(Expr::col(job::Column::Error))
+                .arg(1)
+                // An `integer`: Postgres has no substr(text, integer, bigint).
+                .arg(LISTED_ERROR_MAX_CHARS as i32),
+            "error",
+        )
+        .expr_as(
+            Func::char_length(Expr::col(job::Column::Error)),
+            "error_chars",
+        )
+        .order_by_desc(job::Column::Id);
+    if let Some(status) = filter.status {
+        query = query.filter(job::Column::Status.eq(status.as_str()));
+    }
+    if let Some(kind) = &filter.kind {
+        query = query.filter(job::Column::Kind.eq(kind.clone()));
+    }
+    if !filter.kinds.is_empty() {
+        query = query.filter(job::Column::Kind.is_in(filter.kinds.clone()));
+    }
+    if let Some(queue) = &filter.queue {
+        query = query.filter(job::Column::Queue.eq(queue.clone()));
+    }
+    if let Some(prefix) = &filter.id_prefix {
+        // A range of the primary key, not `LIKE`, which a non-C collation keeps
+        // from using the index: the ids from the prefix itself up to the prefix
+        // followed by the highest digit, `Z`.
+        let highest = format!("{prefix:Z<width$}", width = crate::ids::ID_CHARS);
+        query = query
+            .filter(job::Column::Id.gte(prefix.clone()))
+            .filter(job::Column::Id.lte(highest));
+    }
+    if let Some(before) = filter.before {
+        query = query.filter(job::Column::Id.lt(before.to_string()));
+    }
+    query.limit(filter.limit)
+}
+
+/// The query of [`JobStore::stuck`] at `now`.
+fn stuck_query(
+    now: DateTime<Utc>,
+    older_than: Duration,
+    running_longer_than: Duration,
+    limit: u64,
+) -> sea_orm::Select<job::Entity> {
+    let cutoff = retention::before(now, older_than);
+    let queued = sea_orm::Condition::all()
+        .add(job::Column::Status.eq(JobStatus::Queued.as_str()))
+        .add(job::Column::CreatedAt.lt(cutoff));
+    let overdue = sea_orm::Condition::all()
+        .add(job::Column::Status.eq(JobStatus::Failed.as_str()))
+        .add(job::Column::RunAt.lt(cutoff));
+    let abandoned = sea_orm::Condition::all()
+        .add(job::Column::Status.eq(JobStatus::Running.as_str()))
+        .add(job::Column::StartedAt.lt(retention::before(now, running_longer_than)));
+    job::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(queued)
+                .add(overdue)
+                .add(abandoned),
+        )
+        .order_by_asc(job::Column::Id)
+        .limit(limit)
 }
 
 /// A write transaction on `db` (see [`JobStore::write_transaction`]).
