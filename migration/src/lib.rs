@@ -14,6 +14,7 @@ mod m20261201_000007_fingerprint_idempotency_keys;
 mod m20261201_000008_attempt_log;
 mod m20261201_000009_queue_pauses;
 mod m20261201_000010_throughput_minutes;
+mod m20261203_000011_status_indexes_without_succeeded;
 
 /// All migrations, in order.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_attempt_log::Migration),
             Box::new(m20261201_000009_queue_pauses::Migration),
             Box::new(m20261201_000010_throughput_minutes::Migration),
+            Box::new(m20261203_000011_status_indexes_without_succeeded::Migration),
         ]
     }
 }

@@ -261,3 +261,88 @@ async fn batched_statements_are_planned_from_the_primary_key_on_a_backlog() {
     }
     early.rollback().await.expect("rollback");
 }
+
+/// The reads that look for a status other than `succeeded` (an operator's list, the
+/// stuck-job sweep) are planned from the `(status, id)` index, which on Postgres holds
+/// no `succeeded` record; a list of `succeeded` ones walks the primary key. The table
+/// is what production looks like: nearly every record succeeded, a few queued and
+/// dead, and no ANALYZE.
+#[tokio::test]
+async fn status_reads_are_planned_from_the_index_of_the_records_not_succeeded() {
+    use engine::store::JobFilter;
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    let app = api_only(Stack::Production).await;
+    let store = &app.backends.store;
+    for created in join_all((0..5_000).map(|_| store.create(noop()))).await {
+        created.expect("create");
+    }
+    store
+        .db()
+        .execute_unprepared("UPDATE job_records SET status = 'succeeded'")
+        .await
+        .expect("succeed them all");
+    for created in join_all((0..3).map(|_| store.create(noop()))).await {
+        created.expect("create");
+    }
+    let predicates = store
+        .db()
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN \
+             ('job_records_status_id', 'job_records_queue_status')",
+        ))
+        .await
+        .expect("pg_indexes");
+    assert_eq!(predicates.len(), 2);
+    for row in &predicates {
+        let def: String = row.try_get("", "indexdef").expect("indexdef");
+        assert!(
+            def.ends_with("WHERE ((status)::text <> 'succeeded'::text)"),
+            "{def}"
+        );
+    }
+
+    let explain = |statement: Statement| async move {
+        let explained = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("EXPLAIN {}", statement.sql),
+            statement.values.map(|v| v.0).unwrap_or_default(),
+        );
+        store
+            .db()
+            .query_all_raw(explained)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|row| row.try_get::<String>("", "QUERY PLAN").expect("plan line"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let minute = Duration::from_secs(60);
+    let statements = |filter: &JobFilter| {
+        JobStore::operator_statements(DbBackend::Postgres, filter, minute, minute, 100)
+    };
+    let [_, stuck] = statements(&JobFilter::default());
+    let stuck = explain(stuck).await;
+    assert!(
+        stuck.contains("job_records_status_id") && !stuck.contains("Seq Scan on job_records"),
+        "{stuck}"
+    );
+    for status in [JobStatus::Queued, JobStatus::Dead, JobStatus::Succeeded] {
+        let [list, _] = statements(&JobFilter {
+            status: Some(status),
+            limit: 50,
+            ..JobFilter::default()
+        });
+        let list = explain(list).await;
+        let expected = match status {
+            JobStatus::Succeeded => "job_records_pkey",
+            _ => "job_records_status_id",
+        };
+        assert!(
+            list.contains(expected) && !list.contains("Seq Scan on job_records"),
+            "{status:?}: {list}"
+        );
+    }
+}

@@ -27,9 +27,11 @@ impl JobStore {
     /// within its window is kept whatever the retention: without it a repeated request
     /// would make a second job.
     ///
-    /// Records are found by the `(status, id)` index: ids are ULIDs, made when the job
-    /// was created, so a record finished before the cutoff has an id below the cutoff's
-    /// and the scan never reads the records that are younger.
+    /// Records are found by id: ids are ULIDs, made when the job was created, so a
+    /// record finished before the cutoff has an id below the cutoff's and the scan never
+    /// reads the records that are younger. `succeeded` ones are walked along the primary
+    /// key from its oldest end; on Postgres the `(status, id)` index holds no
+    /// `succeeded` record, only the `dead` and `cancelled` ones.
     pub async fn purge_finished(
         &self,
         retention: &Retention,
