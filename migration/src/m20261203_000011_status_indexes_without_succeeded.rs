@@ -31,44 +31,35 @@ enum JobRecords {
     Status,
 }
 
-const STATUS_ID: &str = "job_records_status_id";
-const QUEUE_STATUS: &str = "job_records_queue_status";
-
-/// The two indexes, over every record or (`partial`) over those not `succeeded`.
-fn indexes(partial: bool) -> [IndexCreateStatement; 2] {
-    let mut status_id = Index::create()
-        .name(STATUS_ID)
-        .table(JobRecords::Table)
-        .col(JobRecords::Status)
-        .col(JobRecords::Id)
-        .to_owned();
-    let mut queue_status = Index::create()
-        .name(QUEUE_STATUS)
-        .table(JobRecords::Table)
-        .col(JobRecords::Queue)
-        .col(JobRecords::Status)
-        .to_owned();
-    if partial {
-        for index in [&mut status_id, &mut queue_status] {
-            index.and_where(Expr::col(JobRecords::Status).ne("succeeded"));
-        }
-    }
-    [status_id, queue_status]
-}
-
+/// Replaces `job_records_status_id` and `job_records_queue_status` with indexes over
+/// the records not `succeeded` (`partial`), or over every record.
 async fn replace(manager: &SchemaManager<'_>, partial: bool) -> Result<(), DbErr> {
     if manager.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }
-    for index in indexes(partial) {
-        let name = index
-            .get_index_spec()
-            .get_name()
-            .unwrap_or_default()
-            .to_owned();
+    let indexes = [
+        (
+            "job_records_status_id",
+            [JobRecords::Status, JobRecords::Id],
+        ),
+        (
+            "job_records_queue_status",
+            [JobRecords::Queue, JobRecords::Status],
+        ),
+    ];
+    for (name, [first, second]) in indexes {
         manager
             .drop_index(Index::drop().name(name).table(JobRecords::Table).to_owned())
             .await?;
+        let mut index = Index::create()
+            .name(name)
+            .table(JobRecords::Table)
+            .col(first)
+            .col(second)
+            .to_owned();
+        if partial {
+            index.and_where(Expr::col(JobRecords::Status).ne("succeeded"));
+        }
         manager.create_index(index).await?;
     }
     Ok(())

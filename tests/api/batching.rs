@@ -184,6 +184,22 @@ async fn duplicates_and_stale_tasks_in_one_flight_finish_the_job_once(stack: Sta
 }
 on_both_stacks!(duplicates_and_stale_tasks_in_one_flight_finish_the_job_once);
 
+/// The plan Postgres makes for `statement` on `db`, one line per plan node.
+async fn explain(db: &impl sea_orm::ConnectionTrait, statement: sea_orm::Statement) -> String {
+    let explained = sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        format!("EXPLAIN {}", statement.sql),
+        statement.values.map(|v| v.0).unwrap_or_default(),
+    );
+    db.query_all_raw(explained)
+        .await
+        .expect("explain")
+        .iter()
+        .map(|row| row.try_get::<String>("", "QUERY PLAN").expect("plan line"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The batched read and success are planned from the primary key, whatever the
 /// statistics say and however small the table was when a connection first ran them.
 /// Before, Postgres read every `queued` row by the status index, or the whole table,
@@ -244,14 +260,7 @@ async fn batched_statements_are_planned_from_the_primary_key_on_a_backlog() {
         created.expect("create");
     }
     for (sql, values) in &statements {
-        let plan = early
-            .query_all_raw(run(format!("EXPLAIN {sql}"), values))
-            .await
-            .expect("explain")
-            .iter()
-            .map(|row| row.try_get::<String>("", "QUERY PLAN").expect("plan line"))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let plan = explain(&early, run(sql.clone(), values)).await;
         assert!(
             plan.contains("job_records_pkey")
                 && !plan.contains("job_records_status_id")
@@ -303,39 +312,26 @@ async fn status_reads_are_planned_from_the_index_of_the_records_not_succeeded() 
         );
     }
 
-    let explain = |statement: Statement| async move {
-        let explained = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            format!("EXPLAIN {}", statement.sql),
-            statement.values.map(|v| v.0).unwrap_or_default(),
-        );
-        store
-            .db()
-            .query_all_raw(explained)
-            .await
-            .expect("explain")
-            .iter()
-            .map(|row| row.try_get::<String>("", "QUERY PLAN").expect("plan line"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
     let minute = Duration::from_secs(60);
-    let statements = |filter: &JobFilter| {
-        JobStore::operator_statements(DbBackend::Postgres, filter, minute, minute, 100)
-    };
-    let [_, stuck] = statements(&JobFilter::default());
-    let stuck = explain(stuck).await;
+    let stuck = explain(
+        store.db(),
+        JobStore::stuck_statement(DbBackend::Postgres, minute, minute, 100),
+    )
+    .await;
     assert!(
         stuck.contains("job_records_status_id") && !stuck.contains("Seq Scan on job_records"),
         "{stuck}"
     );
     for status in [JobStatus::Queued, JobStatus::Dead, JobStatus::Succeeded] {
-        let [list, _] = statements(&JobFilter {
-            status: Some(status),
-            limit: 50,
-            ..JobFilter::default()
-        });
-        let list = explain(list).await;
+        let list = JobStore::list_statement(
+            DbBackend::Postgres,
+            &JobFilter {
+                status: Some(status),
+                limit: 50,
+                ..JobFilter::default()
+            },
+        );
+        let list = explain(store.db(), list).await;
         let expected = match status {
             JobStatus::Succeeded => "job_records_pkey",
             _ => "job_records_status_id",

@@ -515,20 +515,23 @@ impl JobStore {
             .collect()
     }
 
-    /// The statements of [`JobStore::list`] and [`JobStore::stuck`] on `backend`, for
-    /// the tests that read their plans.
+    /// The statement of [`JobStore::list`] on `backend`, for the tests that read its
+    /// plan.
     #[doc(hidden)]
-    pub fn operator_statements(
+    pub fn list_statement(backend: DbBackend, filter: &JobFilter) -> sea_orm::Statement {
+        list_query(filter).build(backend)
+    }
+
+    /// The statement of [`JobStore::stuck`] on `backend`, for the tests that read its
+    /// plan.
+    #[doc(hidden)]
+    pub fn stuck_statement(
         backend: DbBackend,
-        filter: &JobFilter,
         older_than: Duration,
         running_longer_than: Duration,
         limit: u64,
-    ) -> [sea_orm::Statement; 2] {
-        [
-            list_query(filter).build(backend),
-            stuck_query(Utc::now(), older_than, running_longer_than, limit).build(backend),
-        ]
+    ) -> sea_orm::Statement {
+        stuck_query(Utc::now(), older_than, running_longer_than, limit).build(backend)
     }
 
     /// Reads a delivered task's job to run an attempt of it, unless the job is
