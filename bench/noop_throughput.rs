@@ -132,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
                     let Created::New(job) = store.create(job).await? else {
                         anyhow::bail!("a job without a key is always new");
                     };
-                    Task::of(&job)
+                    store.first_task(&job)
                 } else {
                     bare_task()
                 };
@@ -225,6 +225,7 @@ fn bare_task() -> Task {
             job_id: JobId::generate(),
             task_id: TaskId::generate(),
             kind: Noop::KIND.name.to_owned(),
+            args: None,
         },
     }
 }

@@ -79,10 +79,13 @@ impl JobStatus {
     /// `running` is allowed on purpose: it is what a job looks like after the worker
     /// that held it was killed, and its redelivered task must run it again.
     pub fn can_start(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Queued | JobStatus::Failed | JobStatus::Running
-        )
+        self.waits() || self == JobStatus::Running
+    }
+
+    /// Is a job in this status waiting for its task to start an attempt (no attempt
+    /// under way, none finished it)?
+    pub fn waits(self) -> bool {
+        matches!(self, JobStatus::Queued | JobStatus::Failed)
     }
 }
 
@@ -170,5 +173,11 @@ mod tests {
         for status in JobStatus::ALL {
             assert_eq!(status.can_start(), !status.is_terminal(), "{status}");
         }
+    }
+
+    #[test]
+    fn only_queued_and_failed_jobs_wait_for_an_attempt() {
+        let waiting: Vec<_> = JobStatus::ALL.into_iter().filter(|s| s.waits()).collect();
+        assert_eq!(waiting, [JobStatus::Queued, JobStatus::Failed]);
     }
 }

@@ -61,6 +61,12 @@ pub struct BackendConfig {
     /// requests and the scheduler's timetables alike).
     #[arg(long, env = "IDEMPOTENCY_WINDOW_SECS", default_value_t = 86_400)]
     pub idempotency_window_secs: u64,
+    /// Largest arguments, in bytes of JSON, that a job's first task carries on its
+    /// queue. A worker starts such a task without reading the job record first (one
+    /// statement less per job); larger arguments stay in the record alone, so that a
+    /// queue's memory does not grow with them. 0: every attempt reads its record.
+    #[arg(long, env = "TASK_INLINE_ARGS_MAX_BYTES", default_value_t = 2_048)]
+    pub task_inline_args_max_bytes: usize,
 }
 
 impl Default for BackendConfig {

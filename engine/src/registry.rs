@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use serde::Deserialize;
 use serde_json::Value;
 
+use crate::ids::JobId;
 use crate::job::{Attempt, Job, JobError, Kind, Load};
-use crate::record::JobRecord;
 use crate::store::{AttemptRun, JobStore, StoreError, Success};
 use crate::task::Envelope;
 
@@ -20,11 +21,12 @@ pub trait Runner: Send + Sync {
     /// Name and queue.
     fn kind(&self) -> Kind;
 
-    /// Runs attempt `number` of `record` (its arguments read as the kind's type); a
+    /// Runs attempt `number` of job `id` with `args` (read as the kind's type); a
     /// success comes back ready to be recorded.
     fn run<'a>(
         &'a self,
-        record: &'a JobRecord,
+        id: JobId,
+        args: &'a Value,
         number: u32,
     ) -> BoxFuture<'a, Result<Ran, JobError>>;
 }
@@ -74,13 +76,14 @@ impl<J: Job> Runner for Registered<J> {
 
     fn run<'a>(
         &'a self,
-        record: &'a JobRecord,
+        id: JobId,
+        args: &'a Value,
         number: u32,
     ) -> BoxFuture<'a, Result<Ran, JobError>> {
         Box::pin(async move {
-            let args: J::Args = serde_json::from_value(record.args.clone())?;
+            let args = J::Args::deserialize(args)?;
             let attempt = Attempt {
-                job_id: record.id,
+                job_id: id,
                 number,
                 args,
             };

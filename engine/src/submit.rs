@@ -6,7 +6,6 @@ use std::time::Duration;
 use crate::job::NewJob;
 use crate::queue::{Queue, QueueError};
 use crate::store::{Created, JobStore, StoreError};
-use crate::task::Task;
 
 /// Why a job could not be submitted.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +46,7 @@ async fn create_then_push(
     let Created::New(record) = &created else {
         return Ok(created);
     };
-    if let Err(err) = queue.push(&Task::of(record), Duration::ZERO).await {
+    if let Err(err) = queue.push(&store.first_task(record), Duration::ZERO).await {
         if let Err(discard) = store.discard(record).await {
             tracing::error!(job = %record.id, %discard, "could not discard a job whose push failed");
         }

@@ -6,6 +6,7 @@ mod ads;
 mod batching;
 mod delivery;
 mod fanout;
+mod first_tasks;
 mod helpers;
 mod jobs_lifecycle;
 mod math;

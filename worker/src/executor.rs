@@ -16,6 +16,7 @@ use engine::registry::Ran;
 use engine::store::{AttemptRun, Failure, Start, StoreError};
 use engine::throughput::Throughput;
 use engine::{Envelope, JobRecord, JobStore, Load, Queue, Registry, Task};
+use serde_json::Value;
 
 use crate::aborts::Running;
 
@@ -144,26 +145,52 @@ impl Executor {
                 Outcome::Skipped
             });
         }
+        // A first task runs without a read. If the job was not as it presumed (see
+        // `JobStore::presume`), nothing was recorded: read it, and run it again if it
+        // is still this task's to run.
+        if let Some(attempt) = self.store.presume(envelope, worker)
+            && let Some(outcome) = self.run_attempt(envelope, None, attempt, ran).await?
+        {
+            return Ok(outcome);
+        }
         let Start::Run { record, attempt } = self.store.start_attempt(envelope, worker).await?
         else {
             return Ok(Outcome::Skipped);
         };
+        let outcome = self
+            .run_attempt(envelope, Some(*record), attempt, ran)
+            .await?;
+        // Only a presumed attempt comes back without an outcome.
+        Ok(outcome.unwrap_or(Outcome::Skipped))
+    }
+
+    /// Runs `attempt` and records its outcome. `record` is the job as read at the
+    /// attempt's start, or `None` for an attempt presumed from its task
+    /// ([`JobStore::presume`]): then `None` comes back when the job turned out not to
+    /// be the attempt's (nothing was recorded) and the caller must read it.
+    async fn run_attempt(
+        &self,
+        envelope: &Envelope,
+        record: Option<JobRecord>,
+        attempt: AttemptRun,
+        ran: &mut Option<Duration>,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let Some(args) = record.as_ref().map(|r| &r.args).or(envelope.args.as_ref()) else {
+            return Ok(None);
+        };
+        let presumed = record.is_none();
         let started = Instant::now();
-        let outcome = self.attempt(envelope, &record, &attempt).await;
+        let outcome = self.attempt(envelope, args, &attempt).await;
         *ran = Some(started.elapsed());
         let error = match outcome {
             Attempted::Aborted => {
                 // Best effort: the record says `cancelled` already; this adds the
                 // attempt to its log.
                 let elapsed = started.elapsed();
-                if let Err(err) = self
-                    .store
-                    .record_aborted(envelope, &record, &attempt, elapsed)
-                    .await
-                {
+                if let Err(err) = self.log_aborted(envelope, record, &attempt, elapsed).await {
                     tracing::warn!(job = %envelope.job_id, %err, "could not log the aborted attempt");
                 }
-                return Ok(Outcome::Aborted);
+                return Ok(Some(Outcome::Aborted));
             }
             Attempted::Ran(success) => {
                 match success
@@ -175,8 +202,9 @@ impl Executor {
                     )
                     .await
                 {
-                    Ok(true) => return Ok(Outcome::Succeeded),
-                    Ok(false) => return Ok(Outcome::Duplicate),
+                    Ok(true) => return Ok(Some(Outcome::Succeeded)),
+                    Ok(false) if presumed => return Ok(None),
+                    Ok(false) => return Ok(Some(Outcome::Duplicate)),
                     // The effect cannot be stored however often it is tried: the
                     // attempt fails (and is retried, then dead) with the reason.
                     Err(StoreError::Rejected(reason)) => reason,
@@ -184,6 +212,13 @@ impl Executor {
                 }
             }
             Attempted::Failed(error) => error,
+        };
+        let record = match record {
+            Some(record) => record,
+            None => match self.store.confirm(envelope, &attempt).await? {
+                Some(record) => record,
+                None => return Ok(None),
+            },
         };
         let backoff = self.delivery.backoff();
         let failure = self
@@ -197,7 +232,7 @@ impl Executor {
                 |failed| backoff.delay(failed, rand::random::<f64>()),
             )
             .await?;
-        Ok(match failure {
+        Ok(Some(match failure {
             Failure::Retry { task: next, delay } => {
                 if let Err(err) = self.queue.push(&next, delay).await {
                     // The record says `failed` with its due time; the scheduler's sweep
@@ -208,25 +243,42 @@ impl Executor {
             }
             Failure::Dead => Outcome::Dead,
             Failure::Stale => Outcome::Skipped,
-        })
+        }))
     }
 
-    /// Runs the record's kind under the attempt timeout; every failure becomes the
-    /// message recorded on the job. An attempt still running after
-    /// `JOB_RUNNING_MARK_MS` is marked `running` meanwhile; one whose job is aborted
-    /// is dropped.
-    async fn attempt(
+    /// Adds an aborted attempt to its job's log: `record` as read at the attempt's
+    /// start, or read now for a presumed attempt.
+    async fn log_aborted(
         &self,
         envelope: &Envelope,
-        record: &JobRecord,
+        record: Option<JobRecord>,
         attempt: &AttemptRun,
-    ) -> Attempted {
-        let Some(runner) = self.registry.get(&record.kind) else {
-            return Attempted::Failed(format!("unknown job kind '{}'", record.kind));
+        elapsed: Duration,
+    ) -> Result<(), StoreError> {
+        let record = match record {
+            Some(record) => record,
+            None => match self.store.get(envelope.job_id).await? {
+                Some(record) => record,
+                None => return Ok(()),
+            },
+        };
+        self.store
+            .record_aborted(envelope, &record, attempt, elapsed)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs the task's kind with `args` under the attempt timeout; every failure
+    /// becomes the message recorded on the job. An attempt still running after
+    /// `JOB_RUNNING_MARK_MS` is marked `running` meanwhile; one whose job is aborted
+    /// is dropped.
+    async fn attempt(&self, envelope: &Envelope, args: &Value, attempt: &AttemptRun) -> Attempted {
+        let Some(runner) = self.registry.get(&envelope.kind) else {
+            return Attempted::Failed(format!("unknown job kind '{}'", envelope.kind));
         };
         let timeout = self.delivery.timeout();
         let abort = self.running.enter(envelope.job_id);
-        let run = tokio::time::timeout(timeout, runner.run(record, attempt.number));
+        let run = tokio::time::timeout(timeout, runner.run(envelope.job_id, args, attempt.number));
         tokio::pin!(run);
         let marked = async {
             tokio::select! {

@@ -418,6 +418,7 @@ mod tests {
                 job_id: crate::JobId::generate(),
                 task_id: crate::TaskId::generate(),
                 kind: "test.noop".to_owned(),
+                args: None,
             },
         }
     }

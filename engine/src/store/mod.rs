@@ -26,9 +26,10 @@ use chrono::{DateTime, SubsecRound, Utc};
 use entity::{idempotency_key, job};
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Set, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Set, SqlErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 use serde_json::Value;
 
@@ -337,6 +338,7 @@ pub struct JobStore {
     db: DatabaseConnection,
     idempotency_window: Duration,
     batch_max_bytes: usize,
+    inline_args_max_bytes: usize,
     writes: Arc<Writes>,
 }
 
@@ -353,6 +355,7 @@ impl JobStore {
             db,
             idempotency_window: config.idempotency_window(),
             batch_max_bytes: config.database_batch_max_bytes,
+            inline_args_max_bytes: config.task_inline_args_max_bytes,
         }
     }
 
@@ -534,6 +537,53 @@ impl JobStore {
         stuck_query(Utc::now(), older_than, running_longer_than, limit).build(backend)
     }
 
+    /// The first task of a job just created: it carries the job's arguments when they
+    /// fit `TASK_INLINE_ARGS_MAX_BYTES`, so that its worker can [`JobStore::presume`]
+    /// the record instead of reading it.
+    pub fn first_task(&self, record: &JobRecord) -> Task {
+        let mut task = Task::of(record);
+        let fresh = record.status == JobStatus::Queued && record.attempts == 0;
+        let fits = || {
+            serde_json::to_vec(&record.args)
+                .is_ok_and(|json| json.len() <= self.inline_args_max_bytes)
+        };
+        if fresh && self.inline_args_max_bytes > 0 && fits() {
+            task.envelope.args = Some(record.args.clone());
+        }
+        task
+    }
+
+    /// The attempt a delivered task runs without reading its job's record: the first
+    /// attempt, when the task carries the job's arguments (a job's first task, see
+    /// [`JobStore::first_task`]). `None`: read it ([`JobStore::start_attempt`]).
+    ///
+    /// The record is presumed as submitted, `queued` with no attempt. Every write of
+    /// the attempt's outcome is conditional on the attempt owning the job
+    /// ([`owned_by`]), so a presumption that no longer holds (the job was cancelled,
+    /// finished by another delivery, or left `running` by a killed worker) writes
+    /// nothing, and the caller then reads the record and decides as
+    /// [`JobStore::start_attempt`] does. Such a job's work may thus run once in vain;
+    /// its effect is still applied once.
+    pub fn presume(&self, envelope: &Envelope, worker: &str) -> Option<AttemptRun> {
+        (self.inline_args_max_bytes > 0 && envelope.args.is_some()).then(|| AttemptRun {
+            number: 1,
+            worker: worker.to_owned(),
+            started_at: Utc::now().trunc_subsecs(6),
+        })
+    }
+
+    /// Reads the record of a presumed attempt (see [`JobStore::presume`]) to record
+    /// its failure: the record if the attempt still owns the job, `None` if not (the
+    /// caller then starts over with [`JobStore::start_attempt`]).
+    pub async fn confirm(
+        &self,
+        envelope: &Envelope,
+        attempt: &AttemptRun,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let record = self.writes.read(envelope.job_id).await?;
+        Ok(record.filter(|record| owns(record, envelope, attempt)))
+    }
+
     /// Reads a delivered task's job to run an attempt of it, unless the job is
     /// finished, cancelled, or belongs to another task now. It writes nothing: a job
     /// that finishes quickly is written once, when its outcome is recorded, and a
@@ -628,9 +678,7 @@ impl JobStore {
                 job::Column::RunAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            .filter(job::Column::Id.eq(envelope.job_id.to_string()))
-            .filter(job::Column::TaskId.eq(envelope.task_id.to_string()))
-            .filter(job::Column::Status.is_in(statuses(JobStatus::can_start)))
+            .filter(owned_by(envelope, attempt))
             .exec(&self.db)
             .await?;
         Ok(updated.rows_affected > 0)
@@ -649,7 +697,8 @@ impl JobStore {
         self.writes.succeed(kind, success).await
     }
 
-    /// Records a failed attempt of `record` (as [`JobStore::start_attempt`] read it):
+    /// Records a failed attempt of `record` (as [`JobStore::start_attempt`] or
+    /// [`JobStore::confirm`] read it):
     /// schedules the next one after `delay(attempt number)`, or declares the job dead
     /// once its attempts are spent.
     pub async fn fail(
@@ -663,9 +712,9 @@ impl JobStore {
     ) -> Result<Failure, StoreError> {
         let dead = attempt.number >= record.max_attempts;
         let now = Utc::now();
-        // The log as read when the attempt started, plus this attempt. The update is
-        // conditional on the task still owning the job, and every failure changes
-        // the task or ends the job, so no other write can have appended meanwhile.
+        // The log as read, plus this attempt. The update is conditional on the
+        // attempt still owning the job, and every failure changes the task or ends
+        // the job, so no other write can have appended meanwhile.
         let mut log = record.attempt_log.clone();
         log.push(FailedAttempt {
             attempt: attempt.number,
@@ -682,9 +731,7 @@ impl JobStore {
             .col_expr(job::Column::Attempts, Expr::value(count(attempt.number)))
             .col_expr(job::Column::Worker, Expr::value(attempt.worker.clone()))
             .col_expr(job::Column::StartedAt, Expr::value(attempt.started_at))
-            .filter(job::Column::Id.eq(envelope.job_id.to_string()))
-            .filter(job::Column::TaskId.eq(envelope.task_id.to_string()))
-            .filter(job::Column::Status.is_in(statuses(JobStatus::can_start)));
+            .filter(owned_by(envelope, attempt));
         let outcome = if dead {
             update = update
                 .col_expr(job::Column::Status, Expr::value(JobStatus::Dead.as_str()))
@@ -698,16 +745,10 @@ impl JobStore {
                 .col_expr(job::Column::Status, Expr::value(JobStatus::Failed.as_str()))
                 .col_expr(job::Column::RunAt, Expr::value(due))
                 .col_expr(job::Column::TaskId, Expr::value(next.to_string()));
-            Failure::Retry {
-                task: Task {
-                    queue: record.queue.clone(),
-                    envelope: Envelope {
-                        task_id: next,
-                        ..envelope.clone()
-                    },
-                },
-                delay: wait,
-            }
+            // The retry reads its record (only a job's first task presumes it).
+            let mut task = Task::of(record);
+            task.envelope.task_id = next;
+            Failure::Retry { task, delay: wait }
         };
         let updated = update.exec(&self.db).await?;
         Ok(if updated.rows_affected == 0 {
@@ -1068,6 +1109,38 @@ fn row_of(record: &JobRecord) -> job::Model {
         attempt_log: None,
         task_id: record.task_id.to_string(),
     }
+}
+
+/// The record `attempt` of `envelope`'s task owns, and may write its outcome or mark
+/// to: the task's job, waiting for it, or `running` under this very attempt (its own
+/// mark, or the abandoned attempt it logged). A job `running` under another attempt
+/// is not this one's: that attempt is alive, or is logged as abandoned first (see
+/// [`JobStore::start_attempt`]). [`owns`] is the same rule over a record read, and
+/// the batched success states it in SQL (`writes::SUCCEED`).
+fn owned_by(envelope: &Envelope, attempt: &AttemptRun) -> Condition {
+    Condition::all()
+        .add(job::Column::Id.eq(envelope.job_id.to_string()))
+        .add(job::Column::TaskId.eq(envelope.task_id.to_string()))
+        .add(
+            Condition::any()
+                .add(job::Column::Status.is_in(statuses(JobStatus::waits)))
+                .add(
+                    Condition::all()
+                        .add(job::Column::Status.eq(JobStatus::Running.as_str()))
+                        .add(job::Column::Worker.eq(attempt.worker.clone()))
+                        .add(job::Column::StartedAt.eq(attempt.started_at)),
+                ),
+        )
+}
+
+/// Whether `record` is owned by `attempt` of `envelope`'s task ([`owned_by`]).
+fn owns(record: &JobRecord, envelope: &Envelope, attempt: &AttemptRun) -> bool {
+    record.id == envelope.job_id
+        && record.task_id == envelope.task_id
+        && (record.status.waits()
+            || (record.status == JobStatus::Running
+                && record.worker.as_deref() == Some(attempt.worker.as_str())
+                && record.started_at == Some(attempt.started_at)))
 }
 
 /// The wire names of the statuses for which `allowed` holds.

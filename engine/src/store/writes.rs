@@ -7,8 +7,9 @@
 //! unpack that parameter; the code path is the same.
 //!
 //! A job is written twice on this path, created and finished: an attempt's start is
-//! a read, and the success writes the attempt's number, worker and start with the
-//! outcome. (A third write, `running`, comes only for an attempt that runs long:
+//! a read (none at all for a first task that carries its job's arguments, see
+//! [`super::JobStore::presume`]), and the success writes the attempt's number, worker
+//! and start with the outcome. (A third write, `running`, comes only for an attempt that runs long:
 //! [`super::JobStore::mark_running`].)
 //!
 //! Successes are batched per kind: the batch's records turn `succeeded` in one
@@ -406,11 +407,13 @@ static READ: LazyLock<Sql> = LazyLock::new(|| Sql {
 });
 
 /// The batched success: `$1` the rows (id, task_id, result, elapsed_ms, and the
-/// attempt's number, worker and start), `$2` the finish time. A job that is no longer
-/// startable by this task (finished, cancelled, superseded) is left alone.
+/// attempt's number, worker and start), `$2` the finish time. A job the attempt does
+/// not own (finished, cancelled, superseded, or `running` under another attempt; see
+/// `owned_by` in the store) is left alone.
 static SUCCEED: LazyLock<Sql> = LazyLock::new(|| {
     let succeeded = JobStatus::Succeeded.as_str();
-    let startable = sql_list(JobStatus::can_start);
+    let running = JobStatus::Running.as_str();
+    let waiting = sql_list(JobStatus::waits);
     Sql {
         postgres: format!(
             "UPDATE job_records AS j SET status = '{succeeded}', result = v.result, error = NULL, \
@@ -419,7 +422,8 @@ static SUCCEED: LazyLock<Sql> = LazyLock::new(|| {
              FROM json_to_recordset($1::json) AS v(id text, task_id text, result json, \
              elapsed_ms bigint, attempt integer, worker text, started_at timestamptz) \
              WHERE {ONLY_ITS_OWN_IDS} AND j.id = v.id AND j.task_id = v.task_id \
-             AND (j.status IN ({startable})) IS TRUE \
+             AND (j.status IN ({waiting}) OR (j.status = '{running}' \
+             AND j.worker = v.worker AND j.started_at = v.started_at)) IS TRUE \
              RETURNING j.id, j.task_id"
         ),
         sqlite: format!(
@@ -431,7 +435,8 @@ static SUCCEED: LazyLock<Sql> = LazyLock::new(|| {
              value ->> '$.attempt' AS attempt, value ->> '$.worker' AS worker, \
              value ->> '$.started_at' AS started_at FROM json_each(?1)) AS v \
              WHERE job_records.id = v.id AND job_records.task_id = v.task_id \
-             AND job_records.status IN ({startable}) \
+             AND (job_records.status IN ({waiting}) OR (job_records.status = '{running}' \
+             AND job_records.worker = v.worker AND job_records.started_at = v.started_at)) \
              RETURNING id, task_id"
         ),
     }
