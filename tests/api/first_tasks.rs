@@ -100,6 +100,26 @@ async fn the_first_attempt_runs_from_its_task_without_reading_the_record(stack: 
 }
 on_both_stacks!(the_first_attempt_runs_from_its_task_without_reading_the_record);
 
+async fn a_first_task_delivered_twice_at_once_finishes_its_job_once(stack: Stack) {
+    let app = api(stack).await;
+    let store = &app.backends.store;
+    let executor = app.executor();
+    // Both run at once, and end before the running mark.
+    let task = first_task(store, json!({ "sleep_ms": 100 })).await;
+    let (a, b) = tokio::join!(
+        executor.execute(task.clone(), "worker-a"),
+        executor.execute(task.clone(), "worker-b"),
+    );
+    let mut outcomes = [a, b];
+    outcomes.sort_by_key(|o| o.label());
+    assert_eq!(outcomes, [Outcome::Skipped, Outcome::Succeeded]);
+    let job = store.get(task.envelope.job_id).await.expect("read");
+    let job = job.expect("the job");
+    assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 1));
+    assert!(job.attempt_log.is_empty(), "{:?}", job.attempt_log);
+}
+on_both_stacks!(a_first_task_delivered_twice_at_once_finishes_its_job_once);
+
 async fn a_job_cancelled_before_its_first_task_ran_stays_cancelled(stack: Stack) {
     let app = api(stack).await;
     let store = &app.backends.store;

@@ -559,11 +559,14 @@ impl JobStore {
     ///
     /// The record is presumed as submitted, `queued` with no attempt. Every write of
     /// the attempt's outcome is conditional on the attempt owning the job
-    /// ([`owned_by`]), so a presumption that no longer holds (the job was cancelled,
+    /// (`owned_by`), so a presumption that no longer holds (the job was cancelled,
     /// finished by another delivery, or left `running` by a killed worker) writes
     /// nothing, and the caller then reads the record and decides as
     /// [`JobStore::start_attempt`] does. Such a job's work may thus run once in vain;
-    /// its effect is still applied once.
+    /// its effect is still applied once. (Two deliveries of one first task at once,
+    /// both past the running mark, may each find the other's attempt `running` and
+    /// log it as abandoned, as a read at the start does: the job then runs up to four
+    /// times, and its effect is still applied once.)
     pub fn presume(&self, envelope: &Envelope, worker: &str) -> Option<AttemptRun> {
         (self.inline_args_max_bytes > 0 && envelope.args.is_some()).then(|| AttemptRun {
             number: 1,
