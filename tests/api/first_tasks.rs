@@ -8,7 +8,7 @@ use conveyor::Role;
 use std::time::Duration;
 
 use engine::store::{Created, Failure, Start};
-use engine::{JobStatus, JobStore, NewJob, Task};
+use engine::{JobId, JobRecord, JobStatus, JobStore, NewJob, Task};
 use features::system::Noop;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
@@ -34,6 +34,12 @@ async fn first_task(store: &JobStore, args: serde_json::Value) -> Task {
     store.first_task(&job)
 }
 
+/// The record of job `id`, which exists.
+async fn stored(store: &JobStore, id: JobId) -> JobRecord {
+    let record = store.get(id).await.expect("read");
+    record.expect("the job")
+}
+
 async fn a_first_task_carries_its_arguments_when_they_are_small(stack: Stack) {
     let app = api(stack).await;
     let store = &app.backends.store;
@@ -43,8 +49,7 @@ async fn a_first_task_carries_its_arguments_when_they_are_small(stack: Stack) {
         Some(json!({ "sleep_ms": 1, "fail_times": 0 }))
     );
     assert!(store.presume(&task.envelope, "w").is_some());
-    let record = store.get(task.envelope.job_id).await.expect("read");
-    let record = record.expect("the job");
+    let record = stored(store, task.envelope.job_id).await;
     // A task made from the record later (a retry, a sweep) does not: its job has moved on.
     assert_eq!(Task::of(&record).envelope.args, None);
 
@@ -81,8 +86,7 @@ async fn the_first_attempt_runs_from_its_task_without_reading_the_record(stack: 
 
         let outcome = executor.execute(task.clone(), "w").await;
         assert_eq!(outcome, Outcome::Succeeded, "sleep {sleep_ms}");
-        let job = store.get(task.envelope.job_id).await.expect("read");
-        let job = job.expect("the job");
+        let job = stored(store, task.envelope.job_id).await;
         assert_eq!(job.status, JobStatus::Succeeded);
         assert_eq!(job.attempts, 1);
         assert_eq!(job.worker.as_deref(), Some("w"));
@@ -94,8 +98,7 @@ async fn the_first_attempt_runs_from_its_task_without_reading_the_record(stack: 
             executor.execute(task.clone(), "late").await,
             Outcome::Skipped
         );
-        let again = store.get(task.envelope.job_id).await.expect("read");
-        assert_eq!(again.expect("the job"), job);
+        assert_eq!(stored(store, task.envelope.job_id).await, job);
     }
 }
 on_both_stacks!(the_first_attempt_runs_from_its_task_without_reading_the_record);
@@ -113,8 +116,7 @@ async fn a_first_task_delivered_twice_at_once_finishes_its_job_once(stack: Stack
     let mut outcomes = [a, b];
     outcomes.sort_by_key(|o| o.label());
     assert_eq!(outcomes, [Outcome::Skipped, Outcome::Succeeded]);
-    let job = store.get(task.envelope.job_id).await.expect("read");
-    let job = job.expect("the job");
+    let job = stored(store, task.envelope.job_id).await;
     assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 1));
     assert!(job.attempt_log.is_empty(), "{:?}", job.attempt_log);
 }
@@ -127,8 +129,7 @@ async fn a_job_cancelled_before_its_first_task_ran_stays_cancelled(stack: Stack)
     store.cancel(task.envelope.job_id).await.expect("cancel");
     let outcome = app.executor().execute(task.clone(), "w").await;
     assert_eq!(outcome, Outcome::Skipped);
-    let job = store.get(task.envelope.job_id).await.expect("read");
-    let job = job.expect("the job");
+    let job = stored(store, task.envelope.job_id).await;
     assert_eq!(job.status, JobStatus::Cancelled);
     assert_eq!(job.attempts, 0);
     assert_eq!(job.result, None);
@@ -159,8 +160,7 @@ async fn a_first_task_redelivered_after_a_kill_logs_the_killed_attempt(stack: St
 
         let outcome = executor.execute(task.clone(), "rescuer").await;
         assert_eq!(outcome, Outcome::Succeeded, "{args}");
-        let job = store.get(envelope.job_id).await.expect("read");
-        let job = job.expect("the job");
+        let job = stored(store, envelope.job_id).await;
         assert_eq!(job.status, JobStatus::Succeeded, "{args}");
         assert_eq!(job.attempts, 2, "{args}");
         assert_eq!(job.worker.as_deref(), Some("rescuer"));
@@ -180,8 +180,7 @@ async fn a_failed_first_attempt_is_logged_and_retried(stack: Stack) {
     let task = first_task(store, json!({ "fail_times": 1 })).await;
     let outcome = executor.execute(task.clone(), "w").await;
     assert!(matches!(outcome, Outcome::Retrying(_)), "{outcome:?}");
-    let job = store.get(task.envelope.job_id).await.expect("read");
-    let job = job.expect("the job");
+    let job = stored(store, task.envelope.job_id).await;
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.attempts, 1);
     assert_eq!(job.attempt_log.len(), 1, "{:?}", job.attempt_log);
@@ -214,8 +213,7 @@ async fn a_failed_first_attempt_is_logged_and_retried(stack: Stack) {
     assert_eq!(retry.envelope.args, None);
     assert!(store.presume(&retry.envelope, "w2").is_none());
     assert_eq!(executor.execute(retry, "w2").await, Outcome::Succeeded);
-    let job = store.get(task.envelope.job_id).await.expect("read");
-    let job = job.expect("the job");
+    let job = stored(store, task.envelope.job_id).await;
     assert_eq!((job.status, job.attempts), (JobStatus::Succeeded, 2));
     assert_eq!(job.attempt_log.len(), 1);
 }

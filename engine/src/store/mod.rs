@@ -576,15 +576,20 @@ impl JobStore {
     }
 
     /// Reads the record of a presumed attempt (see [`JobStore::presume`]) to record
-    /// its failure: the record if the attempt still owns the job, `None` if not (the
-    /// caller then starts over with [`JobStore::start_attempt`]).
+    /// its failure: the record if the attempt still owns the job (the condition its
+    /// writes have), `None` if not (the caller then starts over with
+    /// [`JobStore::start_attempt`]).
     pub async fn confirm(
         &self,
         envelope: &Envelope,
         attempt: &AttemptRun,
     ) -> Result<Option<JobRecord>, StoreError> {
-        let record = self.writes.read(envelope.job_id).await?;
-        Ok(record.filter(|record| owns(record, envelope, attempt)))
+        job::Entity::find()
+            .filter(owned_by(envelope, attempt))
+            .one(&self.db)
+            .await?
+            .map(read)
+            .transpose()
     }
 
     /// Reads a delivered task's job to run an attempt of it, unless the job is
@@ -1118,8 +1123,8 @@ fn row_of(record: &JobRecord) -> job::Model {
 /// to: the task's job, waiting for it, or `running` under this very attempt (its own
 /// mark, or the abandoned attempt it logged). A job `running` under another attempt
 /// is not this one's: that attempt is alive, or is logged as abandoned first (see
-/// [`JobStore::start_attempt`]). [`owns`] is the same rule over a record read, and
-/// the batched success states it in SQL (`writes::SUCCEED`).
+/// [`JobStore::start_attempt`]). The batched success states the same rule in SQL
+/// (`writes::SUCCEED`).
 fn owned_by(envelope: &Envelope, attempt: &AttemptRun) -> Condition {
     Condition::all()
         .add(job::Column::Id.eq(envelope.job_id.to_string()))
@@ -1134,16 +1139,6 @@ fn owned_by(envelope: &Envelope, attempt: &AttemptRun) -> Condition {
                         .add(job::Column::StartedAt.eq(attempt.started_at)),
                 ),
         )
-}
-
-/// Whether `record` is owned by `attempt` of `envelope`'s task ([`owned_by`]).
-fn owns(record: &JobRecord, envelope: &Envelope, attempt: &AttemptRun) -> bool {
-    record.id == envelope.job_id
-        && record.task_id == envelope.task_id
-        && (record.status.waits()
-            || (record.status == JobStatus::Running
-                && record.worker.as_deref() == Some(attempt.worker.as_str())
-                && record.started_at == Some(attempt.started_at)))
 }
 
 /// The wire names of the statuses for which `allowed` holds.

@@ -9,8 +9,8 @@
 //! A job is written twice on this path, created and finished: an attempt's start is
 //! a read (none at all for a first task that carries its job's arguments, see
 //! [`super::JobStore::presume`]), and the success writes the attempt's number, worker
-//! and start with the outcome. (A third write, `running`, comes only for an attempt that runs long:
-//! [`super::JobStore::mark_running`].)
+//! and start with the outcome. (A third write, `running`, comes only for an attempt
+//! that runs long: [`super::JobStore::mark_running`].)
 //!
 //! Successes are batched per kind: the batch's records turn `succeeded` in one
 //! statement and the kind's [`Effect`] is applied, inside the same transaction, for
