@@ -10,7 +10,7 @@ use engine::store::{AttemptRun, Created, OperatorOutcome, Start, Success};
 use engine::{Effect, EffectError, JobId, JobStatus, NewJob, Task};
 use features::system::Noop;
 use futures::StreamExt;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait};
 use serde_json::json;
 
 use crate::helpers::{Stack, TestApp, spawn_app, spawn_with, test_config};
@@ -70,7 +70,7 @@ async fn api_with_effect_log(stack: Stack) -> (TestApp, sea_orm::DatabaseConnect
 /// Records `attempt` of `envelope`'s job succeeded with a [`Logged`] effect: whether it
 /// applied.
 async fn succeed_logged(
-    store: &engine::JobStore,
+    store: engine::JobStore,
     envelope: engine::Envelope,
     attempt: AttemptRun,
 ) -> bool {
@@ -107,7 +107,7 @@ async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
         attempts.push(attempt);
     }
     let finish =
-        |attempt: AttemptRun| succeed_logged(&app.backends.store, envelope.clone(), attempt);
+        |attempt: AttemptRun| succeed_logged(app.backends.store.clone(), envelope.clone(), attempt);
     let (first, second) = tokio::join!(finish(attempts[0].clone()), finish(attempts[1].clone()));
     assert!(
         first ^ second,
@@ -133,13 +133,108 @@ async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
 }
 on_both_stacks!(a_redelivered_task_applies_its_effect_once);
 
+/// Two attempts of one job finishing in one batch of successes: the job is turned once,
+/// for the attempt that owns it, whichever of the two comes first in the batch.
+async fn two_attempts_in_one_batch_finish_their_job_for_its_owner(stack: Stack) {
+    let (app, db) = api_with_effect_log(stack).await;
+    let store = &app.backends.store;
+    let backend = db.get_database_backend();
+    let start = |envelope: engine::Envelope, worker: &'static str| async move {
+        match store.start_attempt(&envelope, worker).await.expect("start") {
+            Start::Run { attempt, .. } => attempt,
+            Start::Skip => panic!("a delivery of the current task starts"),
+        }
+    };
+    for marked in [true, false] {
+        let envelope = new_noop(&app, json!({})).await.envelope;
+        let owner = start(envelope.clone(), "owner").await;
+        let other = start(envelope.clone(), "other").await;
+        if marked {
+            assert!(store.mark_running(&envelope, &owner).await.expect("mark"));
+        }
+
+        // A success of another job is flushed first and waits on a write the test
+        // holds, so that the two come after it, in one batch, the other one first.
+        let blocker = new_noop(&app, json!({})).await.envelope;
+        let blocking = start(blocker.clone(), "blocker").await;
+        let held = db.begin().await.expect("begin");
+        held.execute_raw(Statement::from_sql_and_values(
+            backend,
+            match backend {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "UPDATE job_records SET attempts = attempts WHERE id = $1"
+                }
+                _ => "UPDATE job_records SET attempts = attempts WHERE id = ?",
+            },
+            [blocker.job_id.to_string().into()],
+        ))
+        .await
+        .expect("hold the blocker's row");
+        let first = tokio::spawn(succeed_logged(store.clone(), blocker, blocking));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let late = tokio::spawn(succeed_logged(
+            store.clone(),
+            envelope.clone(),
+            other.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let owning = tokio::spawn(succeed_logged(
+            store.clone(),
+            envelope.clone(),
+            owner.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        held.commit().await.expect("release");
+        assert!(first.await.expect("blocker"), "the blocker's job succeeds");
+        let (late, owning) = (late.await.expect("other"), owning.await.expect("owner"));
+
+        let job = store
+            .get(envelope.job_id)
+            .await
+            .expect("read")
+            .expect("job");
+        assert_eq!(job.status, JobStatus::Succeeded);
+        if marked {
+            // Running under the owner: only its success may turn the job.
+            assert_eq!(
+                (late, owning),
+                (false, true),
+                "the owner's success is recorded"
+            );
+        } else {
+            // Waiting: either attempt may turn it, and the record names the one whose
+            // answer says so.
+            assert!(late ^ owning, "exactly one is recorded: {late} {owning}");
+        }
+        let winner = if owning { &owner } else { &other };
+        assert_eq!(job.worker.as_deref(), Some(winner.worker.as_str()));
+        assert_eq!(job.started_at, Some(winner.started_at));
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                match backend {
+                    sea_orm::DatabaseBackend::Postgres => {
+                        "SELECT job_id FROM effect_log WHERE job_id = $1"
+                    }
+                    _ => "SELECT job_id FROM effect_log WHERE job_id = ?",
+                },
+                [envelope.job_id.to_string().into()],
+            ))
+            .await
+            .expect("read effects");
+        assert_eq!(rows.len(), 1, "the effect is applied once");
+    }
+}
+on_both_stacks!(two_attempts_in_one_batch_finish_their_job_for_its_owner);
+
 /// The abort and the success race for the record: whichever comes second changes
 /// nothing, so an aborted job never turns `succeeded` nor applies its effect.
 async fn a_job_aborted_while_running_neither_succeeds_nor_applies_its_effect(stack: Stack) {
     let (app, db) = api_with_effect_log(stack).await;
     let store = &app.backends.store;
-    let finish =
-        |envelope: engine::Envelope, attempt: AttemptRun| succeed_logged(store, envelope, attempt);
+    let finish = |envelope: engine::Envelope, attempt: AttemptRun| {
+        succeed_logged(store.clone(), envelope, attempt)
+    };
     let start = |envelope: engine::Envelope| async move {
         match store.start_attempt(&envelope, "w").await.expect("start") {
             Start::Run { attempt, .. } => attempt,

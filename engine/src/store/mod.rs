@@ -161,7 +161,10 @@ pub struct AttemptRun {
     pub number: u32,
     /// The worker running it.
     pub worker: String,
-    /// When it started.
+    /// When it started, to the microsecond: what both databases keep, so that the
+    /// conditions that compare it with the record's find what was written (the store
+    /// makes its attempts so; a success is recorded at that precision whatever it is
+    /// given).
     pub started_at: DateTime<Utc>,
 }
 

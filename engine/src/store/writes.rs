@@ -20,7 +20,7 @@ use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use entity::job;
 use futures::future::BoxFuture;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement};
@@ -32,7 +32,6 @@ use crate::batch::{Batcher, Limits, Weight};
 use crate::ids::JobId;
 use crate::job::{Effect, EffectError};
 use crate::record::{JobRecord, JobStatus};
-use crate::task::Envelope;
 
 /// A success batcher of some kind, behind `Any` (its type names the kind's effect).
 type AnySuccesses = Arc<dyn Any + Send + Sync>;
@@ -127,7 +126,9 @@ impl Writes {
             elapsed_ms: super::millis(success.elapsed),
             attempt: super::count(success.attempt.number),
             worker: &success.attempt.worker,
-            started_at: timestamp(success.attempt.started_at),
+            // To the microsecond, as `Turned::of` names the attempt: Postgres keeps no
+            // more (it rounds), and the attempt is known by what the statement returns.
+            started_at: timestamp(success.attempt.started_at.trunc_subsecs(6)),
         };
         let encoded = Encoded {
             json: serde_json::to_string(&row)?,
@@ -200,11 +201,26 @@ struct SucceedRow<'a> {
     started_at: String,
 }
 
-/// A job and task id pair, as a batched success names the rows it turned.
-#[derive(Debug, FromQueryResult)]
+/// An attempt, as a batched success names the rows it turned: the job and task, and
+/// the worker and start the row now holds. Two deliveries of one task may be in one
+/// batch as two attempts; the record names the one that turned it.
+#[derive(Debug, PartialEq, Eq, Hash, FromQueryResult)]
 struct Turned {
     id: String,
     task_id: String,
+    worker: String,
+    started_at: DateTime<Utc>,
+}
+
+impl Turned {
+    fn of<E>(success: &Success<E>) -> Self {
+        Turned {
+            id: success.envelope.job_id.to_string(),
+            task_id: success.envelope.task_id.to_string(),
+            worker: success.attempt.worker.clone(),
+            started_at: success.attempt.started_at.trunc_subsecs(6),
+        }
+    }
 }
 
 /// The text of a timestamp in a batch's JSON: what sqlx writes for SQLite (where the
@@ -239,11 +255,15 @@ async fn insert_rows(db: DatabaseConnection, rows: Vec<String>) -> Result<Vec<()
     Ok(vec![(); rows.len()])
 }
 
-/// The index of each row's first occurrence of its (job, task) pair: a task delivered
-/// twice in one batch is claimed (or finished) once, by its first delivery.
-fn first_of_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<bool> {
+/// Whether each attempt is the first of its batch to be named so. Two rows of one
+/// attempt could not be told apart in what the statement returns: only the first is
+/// sent.
+fn first_of_attempts(attempts: &[Turned]) -> Vec<bool> {
     let mut seen = HashSet::new();
-    pairs.map(|pair| seen.insert(pair)).collect()
+    attempts
+        .iter()
+        .map(|attempt| seen.insert(attempt))
+        .collect()
 }
 
 /// Reads the records of `ids` in one statement; `None` for an id with no record.
@@ -294,34 +314,31 @@ async fn succeed_together<E: Effect>(
     db: &DatabaseConnection,
     rows: &[Encoded<Success<E>>],
 ) -> Result<Vec<bool>, StoreError> {
-    let pairs: Vec<(String, String)> = rows.iter().map(|r| pair(&r.item.envelope)).collect();
-    let first = first_of_pairs(pairs.iter().map(|(j, t)| (j.as_str(), t.as_str())));
+    let attempts: Vec<Turned> = rows.iter().map(|r| Turned::of(&r.item)).collect();
+    let first = first_of_attempts(&attempts);
     let unique = rows
         .iter()
         .zip(&first)
         .filter(|(_, f)| **f)
         .map(|(r, _)| r.json.as_str());
     let values = vec![json_rows(unique), Utc::now().into()];
-    let turned: HashSet<(String, String)> = if E::NONE {
+    let turned: HashSet<Turned> = if E::NONE {
         Turned::find_by_statement(statement(db, &SUCCEED, values))
             .all(db)
             .await?
             .into_iter()
-            .map(|t| (t.id, t.task_id))
             .collect()
     } else {
         let tx = write_transaction(db).await?;
-        let turned: HashSet<(String, String)> =
-            Turned::find_by_statement(statement(db, &SUCCEED, values))
-                .all(&tx)
-                .await?
-                .into_iter()
-                .map(|t| (t.id, t.task_id))
-                .collect();
+        let turned: HashSet<Turned> = Turned::find_by_statement(statement(db, &SUCCEED, values))
+            .all(&tx)
+            .await?
+            .into_iter()
+            .collect();
         let effects: Vec<&E> = rows
             .iter()
-            .zip(pairs.iter().zip(&first))
-            .filter(|(_, (pair, first))| **first && turned.contains(*pair))
+            .zip(attempts.iter().zip(&first))
+            .filter(|(_, (attempt, first))| **first && turned.contains(*attempt))
             .map(|(r, _)| &r.item.effect)
             .collect();
         if !effects.is_empty() {
@@ -333,15 +350,11 @@ async fn succeed_together<E: Effect>(
         tx.commit().await?;
         turned
     };
-    Ok(pairs
+    Ok(attempts
         .iter()
         .zip(first)
-        .map(|(pair, first)| first && turned.contains(pair))
+        .map(|(attempt, first)| first && turned.contains(attempt))
         .collect())
-}
-
-fn pair(envelope: &Envelope) -> (String, String) {
-    (envelope.job_id.to_string(), envelope.task_id.to_string())
 }
 
 /// One batched statement's text on each database. `$1`/`?1` is the rows as JSON;
@@ -409,7 +422,9 @@ static READ: LazyLock<Sql> = LazyLock::new(|| Sql {
 /// The batched success: `$1` the rows (id, task_id, result, elapsed_ms, and the
 /// attempt's number, worker and start), `$2` the finish time. A job the attempt does
 /// not own (finished, cancelled, superseded, or `running` under another attempt; see
-/// `owned_by` in the store) is left alone.
+/// `owned_by` in the store) is left alone. Of two attempts of one job in a batch, both
+/// may own it while it waits: the database turns it once, for one of them, and returns
+/// the worker and start it wrote, which name the attempt that won.
 static SUCCEED: LazyLock<Sql> = LazyLock::new(|| {
     let succeeded = JobStatus::Succeeded.as_str();
     let running = JobStatus::Running.as_str();
@@ -424,7 +439,7 @@ static SUCCEED: LazyLock<Sql> = LazyLock::new(|| {
              WHERE {ONLY_ITS_OWN_IDS} AND j.id = v.id AND j.task_id = v.task_id \
              AND (j.status IN ({waiting}) OR (j.status = '{running}' \
              AND j.worker = v.worker AND j.started_at = v.started_at)) IS TRUE \
-             RETURNING j.id, j.task_id"
+             RETURNING j.id, j.task_id, j.worker, j.started_at"
         ),
         sqlite: format!(
             "UPDATE job_records SET status = '{succeeded}', result = v.result, error = NULL, \
@@ -437,7 +452,7 @@ static SUCCEED: LazyLock<Sql> = LazyLock::new(|| {
              WHERE job_records.id = v.id AND job_records.task_id = v.task_id \
              AND (job_records.status IN ({waiting}) OR (job_records.status = '{running}' \
              AND job_records.worker = v.worker AND job_records.started_at = v.started_at)) \
-             RETURNING id, task_id"
+             RETURNING id, task_id, worker, started_at"
         ),
     }
 });
