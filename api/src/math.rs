@@ -241,15 +241,12 @@ impl MathApi {
         self.state.math()
     }
 
-    /// Inline when cheap (no cache: computing is cheaper than a round trip), else the
-    /// memory cache, the database's, or queue-and-wait.
+    /// The memory cache, else inline when cheap (computing is cheaper than a round
+    /// trip to the database), else the database's cache, or queue-and-wait.
     async fn answer(&self, args: MathArgs) -> MathAnswer {
         let algo = args.algo.as_str();
         if let Err(over) = self.config().check(&args) {
             return MathAnswer::BadRequest(failed(algo, over.to_string()));
-        }
-        if self.config().is_cheap(&args) {
-            return self.inline(args).await;
         }
         let key = args.cache_key();
         let memo = &self.state.features.math_memo;
@@ -258,6 +255,9 @@ impl MathApi {
                 algo: args.algo,
                 digits,
             });
+        }
+        if self.config().is_cheap(&args) {
+            return self.inline(args, &key).await;
         }
         match cached(self.state.store.db(), &key).await {
             Ok(Some(hit)) => {
@@ -288,9 +288,10 @@ impl MathApi {
         answer
     }
 
-    /// Computes a cheap value in the api: on this thread when it takes microseconds,
-    /// else on a blocking thread.
-    async fn inline(&self, args: MathArgs) -> MathAnswer {
+    /// Computes a cheap value in the api (on this thread when it takes microseconds,
+    /// else on a blocking thread) and keeps it in the memory cache under `key`: a
+    /// lookup there costs far less than even a trivial computation and its rendering.
+    async fn inline(&self, args: MathArgs, key: &str) -> MathAnswer {
         let algo = args.algo.as_str();
         let computed = if self.config().is_trivial(&args) {
             compute(self.config(), &args)
@@ -309,9 +310,11 @@ impl MathApi {
                     .features
                     .math_metrics
                     .observe(args.algo, computed.elapsed);
+                let digits: Arc<str> = computed.digits.into();
+                self.state.features.math_memo.put(key, digits.clone());
                 MathAnswer::Ok(MathSuccess {
                     algo: args.algo,
-                    digits: computed.digits.into(),
+                    digits,
                 })
             }
             Err(over) => MathAnswer::BadRequest(failed(algo, over.to_string())),

@@ -272,6 +272,28 @@ async fn computation_times_are_in_metrics() {
     );
 }
 
+/// A cheap value is computed once and then answered from memory; with no memory cache,
+/// every request computes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cheap_values_are_computed_once_then_remembered() {
+    for (cache_bytes, computed) in [(1_000_000, 1), (0, 3)] {
+        let (mut config, resources) = test_config(Stack::Embedded).await;
+        config.features.math.cache_bytes = cache_bytes;
+        let app = spawn_with(config, resources, conveyor::Role::Api).await;
+        let first = digits_of(&app, "/factorial?n=100").await;
+        for _ in 0..2 {
+            assert_eq!(digits_of(&app, "/factorial?n=100").await, first);
+        }
+        let (_, _, text) = raw(&app, "/metrics").await;
+        let count =
+            format!("conveyor_math_duration_seconds_count{{algo=\"factorial\"}} {computed}\n");
+        assert!(
+            text.contains(&count),
+            "cache of {cache_bytes} bytes: {text}"
+        );
+    }
+}
+
 /// A cheap input is computed without any database round trip, and a queued value once
 /// read is served from memory: both answer with the database gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
