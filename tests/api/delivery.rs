@@ -133,6 +133,15 @@ async fn a_redelivered_task_applies_its_effect_once(stack: Stack) {
 }
 on_both_stacks!(a_redelivered_task_applies_its_effect_once);
 
+/// `sql` with `$1` bound to `job`, written for `backend` (`?` on SQLite).
+fn of_job(backend: sea_orm::DatabaseBackend, sql: &str, job: JobId) -> Statement {
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Postgres => sql.to_owned(),
+        _ => sql.replace("$1", "?"),
+    };
+    Statement::from_sql_and_values(backend, sql, [job.to_string().into()])
+}
+
 /// Two attempts of one job finishing in one batch of successes: the job is turned once,
 /// for the attempt that owns it, whichever of the two comes first in the batch.
 async fn two_attempts_in_one_batch_finish_their_job_for_its_owner(stack: Stack) {
@@ -158,15 +167,10 @@ async fn two_attempts_in_one_batch_finish_their_job_for_its_owner(stack: Stack) 
         let blocker = new_noop(&app, json!({})).await.envelope;
         let blocking = start(blocker.clone(), "blocker").await;
         let held = db.begin().await.expect("begin");
-        held.execute_raw(Statement::from_sql_and_values(
+        held.execute_raw(of_job(
             backend,
-            match backend {
-                sea_orm::DatabaseBackend::Postgres => {
-                    "UPDATE job_records SET attempts = attempts WHERE id = $1"
-                }
-                _ => "UPDATE job_records SET attempts = attempts WHERE id = ?",
-            },
-            [blocker.job_id.to_string().into()],
+            "UPDATE job_records SET attempts = attempts WHERE id = $1",
+            blocker.job_id,
         ))
         .await
         .expect("hold the blocker's row");
@@ -210,15 +214,10 @@ async fn two_attempts_in_one_batch_finish_their_job_for_its_owner(stack: Stack) 
         assert_eq!(job.worker.as_deref(), Some(winner.worker.as_str()));
         assert_eq!(job.started_at, Some(winner.started_at));
         let rows = db
-            .query_all_raw(Statement::from_sql_and_values(
+            .query_all_raw(of_job(
                 backend,
-                match backend {
-                    sea_orm::DatabaseBackend::Postgres => {
-                        "SELECT job_id FROM effect_log WHERE job_id = $1"
-                    }
-                    _ => "SELECT job_id FROM effect_log WHERE job_id = ?",
-                },
-                [envelope.job_id.to_string().into()],
+                "SELECT job_id FROM effect_log WHERE job_id = $1",
+                envelope.job_id,
             ))
             .await
             .expect("read effects");
