@@ -13,7 +13,7 @@ use futures::StreamExt;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait};
 use serde_json::json;
 
-use crate::helpers::{Stack, TestApp, spawn_app, spawn_with, test_config};
+use crate::helpers::{Stack, TestApp, new_noop, spawn_app, spawn_with, test_config};
 use crate::on_both_stacks;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -22,17 +22,6 @@ const WITHIN: Duration = Duration::from_secs(30);
 /// on 2 cores, several of them at once (each with its own SQLite or Postgres writers)
 /// slowed each other's outcome writes past the shutdown grace.
 static WORKER_PROCESSES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A new `system.noop` job with `args` (3 attempts), and its first task (not pushed).
-async fn new_noop(app: &TestApp, args: serde_json::Value) -> Task {
-    let args = serde_json::from_value(args).expect("noop arguments");
-    let job = NewJob::of::<Noop>(&args, 3).expect("encodable");
-    let created = app.backends.store.create(job).await.expect("create");
-    let Created::New(job) = created else {
-        panic!("no idempotency key, so the job is new");
-    };
-    Task::of(&job)
-}
 
 /// A probe effect: each job it applies for leaves a row in `effect_log`.
 struct Logged(JobId);

@@ -431,6 +431,19 @@ macro_rules! on_both_stacks {
     };
 }
 
+/// A new `system.noop` job with `args` (3 attempts), and its task as a retry would
+/// carry it (no arguments). Nothing is pushed: no worker runs the job unless the test
+/// delivers the task.
+pub(crate) async fn new_noop(app: &TestApp, args: Value) -> engine::Task {
+    let args = serde_json::from_value(args).expect("noop arguments");
+    let job = engine::NewJob::of::<features::system::Noop>(&args, 3).expect("encodable");
+    let created = app.backends.store.create(job).await.expect("create");
+    let engine::store::Created::New(job) = created else {
+        panic!("no idempotency key, so the job is new");
+    };
+    engine::Task::of(&job)
+}
+
 /// A TCP proxy to `target` on a port of its own, until [`Cut::cut`]: then it refuses
 /// new connections and resets the ones it carries, as a stopped server would.
 pub(crate) struct Cut {

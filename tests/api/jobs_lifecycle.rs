@@ -7,7 +7,7 @@ use serde_json::json;
 
 use engine::store::{AttemptRun, Success};
 
-use crate::helpers::{Stack, spawn_app, test_config};
+use crate::helpers::{Stack, new_noop, spawn_app, test_config};
 use crate::on_both_stacks;
 
 const WITHIN: Duration = Duration::from_secs(20);
@@ -297,21 +297,14 @@ async fn a_list_leaves_out_large_values_and_cuts_long_errors(stack: Stack) {
     for id in [&batch, &small] {
         app.wait_for_status(id, "succeeded", WITHIN).await;
     }
-    // No kind returns a large result or error on demand: two long-running jobs are
-    // finished through the store, one with 5 000 characters of result, one buried
-    // with 5 000 characters of error.
+    // No kind returns a large result or error on demand: two jobs are finished through
+    // the store, one with 5 000 characters of result, one buried with 5 000 characters
+    // of error. Their tasks are not pushed, so that no worker races the test for them.
     let store = &app.backends.store;
-    let envelope_of = |id: String| async move {
-        let record = store
-            .get(id.parse().expect("a job id"))
-            .await
-            .expect("read")
-            .expect("the job");
-        engine::Task::of(&record).envelope
-    };
-    let big = app.enqueue_noop(json!({ "sleep_ms": 60_000 })).await;
+    let big_task = new_noop(&app, json!({ "sleep_ms": 60_000 })).await;
+    let big = big_task.envelope.job_id.to_string();
     let success = Success {
-        envelope: envelope_of(big.clone()).await,
+        envelope: big_task.envelope,
         attempt: AttemptRun {
             number: 1,
             worker: "test".to_owned(),
@@ -327,11 +320,11 @@ async fn a_list_leaves_out_large_values_and_cuts_long_errors(stack: Stack) {
             .await
             .expect("succeed")
     );
-    let long = app.enqueue_noop(json!({ "sleep_ms": 60_000 })).await;
-    let envelope = envelope_of(long.clone()).await;
+    let long_task = new_noop(&app, json!({ "sleep_ms": 60_000 })).await;
+    let long = long_task.envelope.job_id.to_string();
     assert!(
         store
-            .bury(&envelope, &"e".repeat(5_000))
+            .bury(&long_task.envelope, &"e".repeat(5_000))
             .await
             .expect("bury")
     );
