@@ -13,7 +13,7 @@ use futures::StreamExt;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement, TransactionTrait};
 use serde_json::json;
 
-use crate::helpers::{Stack, TestApp, new_noop, spawn_app, spawn_with, test_config};
+use crate::helpers::{Stack, TestApp, new_noop, spawn_app, spawn_with, stored, test_config};
 use crate::on_both_stacks;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -181,11 +181,7 @@ async fn two_attempts_in_one_batch_finish_their_job_for_its_owner(stack: Stack) 
         assert!(first.await.expect("blocker"), "the blocker's job succeeds");
         let (late, owning) = (late.await.expect("other"), owning.await.expect("owner"));
 
-        let job = store
-            .get(envelope.job_id)
-            .await
-            .expect("read")
-            .expect("job");
+        let job = stored(store, envelope.job_id).await;
         assert_eq!(job.status, JobStatus::Succeeded);
         if marked {
             // Running under the owner: only its success may turn the job.
@@ -248,11 +244,7 @@ async fn a_job_aborted_while_running_neither_succeeds_nor_applies_its_effect(sta
             "no success after an abort"
         );
         assert!(!store.mark_running(&envelope, &attempt).await.expect("mark"));
-        let job = store
-            .get(envelope.job_id)
-            .await
-            .expect("read")
-            .expect("job");
+        let job = stored(store, envelope.job_id).await;
         assert_eq!(job.status, JobStatus::Cancelled);
         assert_eq!(job.error.as_deref(), Some(engine::store::ABORTED));
         assert!(job.result.is_none());

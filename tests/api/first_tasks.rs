@@ -8,13 +8,13 @@ use conveyor::Role;
 use std::time::Duration;
 
 use engine::store::{Created, Failure, Start};
-use engine::{JobId, JobRecord, JobStatus, JobStore, NewJob, Task};
+use engine::{JobStatus, JobStore, NewJob, Task};
 use features::system::Noop;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
 use worker::executor::Outcome;
 
-use crate::helpers::{Stack, TestApp, spawn_with, test_config};
+use crate::helpers::{Stack, TestApp, spawn_with, stored, test_config};
 use crate::on_both_stacks;
 
 /// An api (no workers of its own) on `stack`.
@@ -32,12 +32,6 @@ async fn first_task(store: &JobStore, args: serde_json::Value) -> Task {
         panic!("no idempotency key, so the job is new");
     };
     store.first_task(&job)
-}
-
-/// The record of job `id`, which exists.
-async fn stored(store: &JobStore, id: JobId) -> JobRecord {
-    let record = store.get(id).await.expect("read");
-    record.expect("the job")
 }
 
 async fn a_first_task_carries_its_arguments_when_they_are_small(stack: Stack) {

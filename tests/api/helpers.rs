@@ -431,6 +431,12 @@ macro_rules! on_both_stacks {
     };
 }
 
+/// The record of job `id`, which exists.
+pub(crate) async fn stored(store: &engine::JobStore, id: engine::JobId) -> engine::JobRecord {
+    let record = store.get(id).await.expect("read");
+    record.expect("the job")
+}
+
 /// A new `system.noop` job with `args` (3 attempts), and its task as a retry would
 /// carry it (no arguments). Nothing is pushed: no worker runs the job unless the test
 /// delivers the task.
