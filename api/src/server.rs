@@ -91,10 +91,13 @@ pub async fn run(
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let endpoint = endpoint.clone();
             let request = poem::Request::from((req, local.clone(), remote.clone(), Scheme::HTTP));
-            async move {
+            // Boxed: the endpoint's future is several kilobytes of nested middleware
+            // state, which hyper would otherwise move by value into its dispatcher
+            // for every request; boxed, it moves a pointer.
+            Box::pin(async move {
                 let response = endpoint.get_response(request).await;
                 Ok::<_, Infallible>(hyper::Response::from(response))
-            }
+            })
         });
         let connection = graceful
             .watch(builder.serve_connection(TokioIo::new(JsonAnswers::new(stream)), service));
