@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use super::{StoreError, Success, read, write_transaction};
 use crate::batch::{Batcher, Limits, Weight};
-use crate::ids::JobId;
+use crate::ids::{JobId, TaskId};
 use crate::job::{Effect, EffectError};
 use crate::record::{JobRecord, JobStatus};
 
@@ -101,13 +101,18 @@ impl Writes {
     }
 
     pub(super) async fn create(&self, record: &JobRecord) -> Result<(), StoreError> {
-        let row = serde_json::json!({
-            "id": record.id, "kind": record.kind, "queue": record.queue, "args": record.args,
-            "status": record.status.as_str(), "max_attempts": record.max_attempts,
-            "idempotency_key": record.idempotency_key,
-            "created_at": timestamp(record.created_at), "task_id": record.task_id,
-        });
-        self.create.run(row.to_string()).await
+        let row = CreateRow {
+            id: record.id,
+            kind: &record.kind,
+            queue: &record.queue,
+            args: &record.args,
+            status: record.status.as_str(),
+            max_attempts: record.max_attempts,
+            idempotency_key: record.idempotency_key.as_deref(),
+            created_at: timestamp(record.created_at),
+            task_id: record.task_id,
+        };
+        self.create.run(serde_json::to_string(&row)?).await
     }
 
     pub(super) async fn read(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -187,6 +192,21 @@ where
             Box::pin(write(db.clone(), rows))
         }),
     )
+}
+
+/// One record in a batched creation, borrowed from it: written as it stands, with no
+/// copy of its arguments.
+#[derive(Debug, Serialize)]
+struct CreateRow<'a> {
+    id: JobId,
+    kind: &'a str,
+    queue: &'a str,
+    args: &'a Value,
+    status: &'a str,
+    max_attempts: u32,
+    idempotency_key: Option<&'a str>,
+    created_at: String,
+    task_id: TaskId,
 }
 
 /// One success in a batched success.
