@@ -312,10 +312,15 @@ fn validate_prefix(prefix: &str) -> Result<(), QueueError> {
     }
 }
 
-async fn deliver(
-    envelope: Envelope,
-    handler: apalis_core::task::data::Data<Deliver>,
-) -> Result<(), apalis_core::error::BoxDynError> {
-    (handler.0)(envelope).await;
-    Ok(())
+/// What the worker service returns for one task: the handler's run, always `Ok`.
+type Delivered = futures::future::Map<
+    BoxFuture<'static, ()>,
+    fn(()) -> Result<(), apalis_core::error::BoxDynError>,
+>;
+
+/// The worker service of a consumer: each fetched envelope goes to `handler`, which is
+/// captured here rather than handed to apalis as task data (that would copy it into
+/// every task's extension map, an allocation and a clone per task).
+fn deliver(handler: Deliver) -> impl Fn(Envelope) -> Delivered + Clone + Send + Sync + 'static {
+    move |envelope| handler(envelope).map(Ok as fn(()) -> _)
 }

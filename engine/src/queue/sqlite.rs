@@ -147,11 +147,10 @@ impl SqliteQueue {
         );
         let worker = WorkerBuilder::new(consumer.config.worker_name.as_str())
             .backend(backend)
-            .data(consumer.handler)
             .layer(consumer.gate.clone())
             .concurrency(consumer.config.concurrency.max(1))
             .parallelize(tokio::spawn)
-            .build(deliver);
+            .build(deliver(consumer.handler));
         let run = worker
             .run_until(after_drain(consumer.shutdown, consumer.gate).map(Ok::<(), WorkerError>))
             .map(|result| result.map_err(|e| QueueError::Worker(e.to_string())))
