@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::ids::JobId;
+use crate::ids::{JobId, TaskId};
 use crate::job::{Attempt, Job, JobError, Kind, Load};
 use crate::store::{AttemptRun, JobStore, StoreError, Success};
 use crate::task::Envelope;
@@ -31,11 +31,13 @@ pub trait Runner: Send + Sync {
     ) -> BoxFuture<'a, Result<Ran, JobError>>;
 }
 
-/// Records a success: the store, the task that ran, the attempt and how long it took.
+/// Records a success: the store, the job and task that ran, the attempt and how long
+/// it took.
 type Commit = Box<
     dyn for<'s> FnOnce(
             &'s JobStore,
-            Envelope,
+            JobId,
+            TaskId,
             AttemptRun,
             Duration,
         ) -> BoxFuture<'s, Result<bool, StoreError>>
@@ -59,11 +61,11 @@ impl Ran {
     pub async fn record(
         self,
         store: &JobStore,
-        envelope: Envelope,
+        envelope: &Envelope,
         attempt: AttemptRun,
         elapsed: Duration,
     ) -> Result<bool, StoreError> {
-        (self.commit)(store, envelope, attempt, elapsed).await
+        (self.commit)(store, envelope.job_id, envelope.task_id, attempt, elapsed).await
     }
 }
 
@@ -91,11 +93,12 @@ impl<J: Job> Runner for Registered<J> {
             let result: Value = serde_json::to_value(&done.output)
                 .map_err(|e| JobError::failed(format!("the result could not be encoded: {e}")))?;
             let effect = done.effect;
-            let commit: Commit = Box::new(move |store, envelope, attempt, elapsed| {
+            let commit: Commit = Box::new(move |store, job_id, task_id, attempt, elapsed| {
                 Box::pin(store.succeed(
                     J::KIND.name,
                     Success {
-                        envelope,
+                        job_id,
+                        task_id,
                         attempt,
                         result,
                         elapsed,

@@ -26,7 +26,8 @@ async fn succeed(
     elapsed: Duration,
 ) -> Result<bool, StoreError> {
     let success = Success {
-        envelope: envelope.clone(),
+        job_id: envelope.job_id,
+        task_id: envelope.task_id,
         attempt: attempt.clone(),
         result,
         elapsed,

@@ -65,7 +65,8 @@ async fn succeed_logged(
 ) -> bool {
     let success = Success {
         effect: Logged(envelope.job_id),
-        envelope,
+        job_id: envelope.job_id,
+        task_id: envelope.task_id,
         attempt,
         result: json!({}),
         elapsed: Duration::from_millis(1),
@@ -309,13 +310,14 @@ async fn a_refused_effect_fails_only_its_own_job(stack: Stack) {
                 job: envelope.job_id,
                 refuse,
             },
-            envelope,
+            job_id: envelope.job_id,
+            task_id: envelope.task_id,
             attempt,
             result: json!({}),
             elapsed: Duration::from_millis(1),
         });
     }
-    let ids: Vec<JobId> = successes.iter().map(|s| s.envelope.job_id).collect();
+    let ids: Vec<JobId> = successes.iter().map(|s| s.job_id).collect();
     let mut answers = futures::future::join_all(
         successes
             .into_iter()

@@ -304,7 +304,8 @@ async fn a_list_leaves_out_large_values_and_cuts_long_errors(stack: Stack) {
     let big_task = new_noop(&app, json!({ "sleep_ms": 60_000 })).await;
     let big = big_task.envelope.job_id.to_string();
     let success = Success {
-        envelope: big_task.envelope,
+        job_id: big_task.envelope.job_id,
+        task_id: big_task.envelope.task_id,
         attempt: AttemptRun {
             number: 1,
             worker: "test".to_owned(),

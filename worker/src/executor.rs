@@ -194,12 +194,7 @@ impl Executor {
             }
             Attempted::Ran(success) => {
                 match success
-                    .record(
-                        &self.store,
-                        envelope.clone(),
-                        attempt.clone(),
-                        started.elapsed(),
-                    )
+                    .record(&self.store, envelope, attempt.clone(), started.elapsed())
                     .await
                 {
                     Ok(true) => return Ok(Some(Outcome::Succeeded)),

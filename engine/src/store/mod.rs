@@ -171,8 +171,10 @@ pub struct AttemptRun {
 /// A successful attempt to record: which task, its result and effect.
 #[derive(Debug)]
 pub struct Success<E> {
-    /// The task that ran.
-    pub envelope: Envelope,
+    /// The job that ran.
+    pub job_id: JobId,
+    /// The task that ran it: the record must still name it.
+    pub task_id: TaskId,
     /// The attempt.
     pub attempt: AttemptRun,
     /// The record's result.

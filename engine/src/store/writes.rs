@@ -124,20 +124,21 @@ impl Writes {
         kind: &'static str,
         success: Success<E>,
     ) -> Result<bool, StoreError> {
+        let attempt = Turned::of(&success);
         let row = SucceedRow {
-            id: success.envelope.job_id.to_string(),
-            task_id: success.envelope.task_id.to_string(),
+            id: &attempt.id,
+            task_id: &attempt.task_id,
             result: &success.result,
             elapsed_ms: super::millis(success.elapsed),
             attempt: super::count(success.attempt.number),
             worker: &success.attempt.worker,
             // To the microsecond, as `Turned::of` names the attempt: Postgres keeps no
             // more (it rounds), and the attempt is known by what the statement returns.
-            started_at: timestamp(success.attempt.started_at.trunc_subsecs(6)),
+            started_at: timestamp(attempt.started_at),
         };
         let encoded = Encoded {
             json: serde_json::to_string(&row)?,
-            item: success,
+            item: Pending { attempt, success },
         };
         self.successes_of::<E>(kind).run(encoded).await?
     }
@@ -170,7 +171,13 @@ impl Writes {
     }
 }
 
-type SuccessBatcher<E> = Batcher<Encoded<Success<E>>, Result<bool, StoreError>, StoreError>;
+type SuccessBatcher<E> = Batcher<Encoded<Pending<E>>, Result<bool, StoreError>, StoreError>;
+
+/// A success waiting in its batch, with the attempt it names.
+struct Pending<E> {
+    attempt: Turned,
+    success: Success<E>,
+}
 
 /// A batcher whose flushes run `write` over `db`.
 fn batcher<Req, Res, Fut>(
@@ -212,8 +219,8 @@ struct CreateRow<'a> {
 /// One success in a batched success.
 #[derive(Debug, Clone, Serialize)]
 struct SucceedRow<'a> {
-    id: String,
-    task_id: String,
+    id: &'a str,
+    task_id: &'a str,
     result: &'a Value,
     elapsed_ms: i64,
     attempt: i32,
@@ -235,8 +242,8 @@ struct Turned {
 impl Turned {
     fn of<E>(success: &Success<E>) -> Self {
         Turned {
-            id: success.envelope.job_id.to_string(),
-            task_id: success.envelope.task_id.to_string(),
+            id: success.job_id.to_string(),
+            task_id: success.task_id.to_string(),
             worker: success.attempt.worker.clone(),
             started_at: success.attempt.started_at.trunc_subsecs(6),
         }
@@ -278,7 +285,7 @@ async fn insert_rows(db: DatabaseConnection, rows: Vec<String>) -> Result<Vec<()
 /// Whether each attempt is the first of its batch to be named so. Two rows of one
 /// attempt could not be told apart in what the statement returns: only the first is
 /// sent.
-fn first_of_attempts(attempts: &[Turned]) -> Vec<bool> {
+fn first_of_attempts(attempts: &[&Turned]) -> Vec<bool> {
     let mut seen = HashSet::new();
     attempts
         .iter()
@@ -308,7 +315,7 @@ async fn read_rows(
 /// refusal fails only that job.
 async fn succeed_rows<E: Effect>(
     db: DatabaseConnection,
-    rows: Vec<Encoded<Success<E>>>,
+    rows: Vec<Encoded<Pending<E>>>,
 ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
     match succeed_together(&db, &rows).await {
         Ok(turned) => Ok(turned.into_iter().map(Ok).collect()),
@@ -332,9 +339,9 @@ async fn succeed_rows<E: Effect>(
 /// was no longer this task's running attempt.
 async fn succeed_together<E: Effect>(
     db: &DatabaseConnection,
-    rows: &[Encoded<Success<E>>],
+    rows: &[Encoded<Pending<E>>],
 ) -> Result<Vec<bool>, StoreError> {
-    let attempts: Vec<Turned> = rows.iter().map(|r| Turned::of(&r.item)).collect();
+    let attempts: Vec<&Turned> = rows.iter().map(|r| &r.item.attempt).collect();
     let first = first_of_attempts(&attempts);
     let unique = rows
         .iter()
@@ -359,7 +366,7 @@ async fn succeed_together<E: Effect>(
             .iter()
             .zip(attempts.iter().zip(&first))
             .filter(|(_, (attempt, first))| **first && turned.contains(*attempt))
-            .map(|(r, _)| &r.item.effect)
+            .map(|(r, _)| &r.item.success.effect)
             .collect();
         if !effects.is_empty() {
             E::apply(&tx, &effects).await.map_err(|err| match err {
@@ -373,7 +380,7 @@ async fn succeed_together<E: Effect>(
     Ok(attempts
         .iter()
         .zip(first)
-        .map(|(attempt, first)| first && turned.contains(attempt))
+        .map(|(attempt, first)| first && turned.contains(*attempt))
         .collect())
 }
 
