@@ -74,7 +74,9 @@ impl BenchDatabase {
         config
     }
 
-    /// Drops the database, closing whatever still uses it.
+    /// Drops the database, closing whatever still uses it, and deletes the run's keys
+    /// from Redis (its queues, apalis's worker registrations, the run's own keys: all
+    /// named after the run's prefix, `bench<id>`) and its queues from apalis's list.
     pub(crate) async fn drop_now(self) -> anyhow::Result<()> {
         self.admin
             .execute_unprepared(&format!(
@@ -82,6 +84,40 @@ impl BenchDatabase {
                 self.name
             ))
             .await?;
+        let mut conn = redis::Client::open(self.redis_url.as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        let keys: Vec<String> = {
+            use futures::TryStreamExt;
+            use redis::AsyncCommands;
+            conn.scan_match::<_, String>(format!("bench{}*", self.id))
+                .await?
+                .try_collect()
+                .await?
+        };
+        for chunk in keys.chunks(1_000) {
+            redis::cmd("DEL")
+                .arg(chunk)
+                .query_async::<u64>(&mut conn)
+                .await?;
+        }
+        // apalis-redis also lists every queue a worker registered on in one shared set.
+        const APALIS_QUEUES: &str = "core:apalis:queues:list";
+        let registered: Vec<String> = redis::cmd("ZRANGE")
+            .arg(APALIS_QUEUES)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await?;
+        let ours = format!("bench{}-", self.id);
+        let ours: Vec<&String> = registered.iter().filter(|q| q.starts_with(&ours)).collect();
+        if !ours.is_empty() {
+            redis::cmd("ZREM")
+                .arg(APALIS_QUEUES)
+                .arg(ours)
+                .query_async::<u64>(&mut conn)
+                .await?;
+        }
         Ok(())
     }
 }

@@ -50,6 +50,8 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICKS = os.sysconf("SC_CLK_TCK")
+# The set in which apalis-redis registers every queue a worker consumes.
+APALIS_QUEUES = "core:apalis:queues:list"
 
 
 def free_port():
@@ -324,6 +326,13 @@ def main():
                               capture_output=True, text=True).stdout.split()
         for i in range(0, len(keys), 500):
             subprocess.run(["redis-cli", "-u", redis_url, "del", *keys[i:i + 500]],
+                           stdout=subprocess.DEVNULL)
+        # apalis also lists every queue a worker registered on in one shared set.
+        registered = subprocess.run(["redis-cli", "-u", redis_url, "zrange", APALIS_QUEUES, "0", "-1"],
+                                    capture_output=True, text=True).stdout.split()
+        ours = [q for q in registered if q.startswith(f"bench{run_id}-")]
+        if ours:
+            subprocess.run(["redis-cli", "-u", redis_url, "zrem", APALIS_QUEUES, *ours],
                            stdout=subprocess.DEVNULL)
 
     out_dir = os.path.join(ROOT, "target", "routes")
