@@ -118,7 +118,6 @@ async fn main() -> anyhow::Result<()> {
         last_request.elapsed().as_secs_f64(),
         if counted == sent { "exact" } else { "MISMATCH" }
     );
-    system.backends.queue.vacuum("ads").await?;
     system.stop().await?;
     bench_db.drop_now().await?;
     Ok(())

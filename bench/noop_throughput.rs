@@ -108,7 +108,6 @@ async fn main() -> anyhow::Result<()> {
     };
     if args.mode == "latency" {
         let result = latency(&args, &queue).await;
-        queue.vacuum("default").await?;
         bench_db.drop_now().await?;
         return result;
     }
@@ -212,7 +211,6 @@ async fn main() -> anyhow::Result<()> {
         line["schema_sql"] = sql.into();
     }
     println!("{line}");
-    queue.vacuum("default").await?;
     bench_db.drop_now().await?;
     Ok(())
 }

@@ -214,7 +214,6 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    system.backends.queue.vacuum("reports").await?;
     system.stop().await?;
     bench_db.drop_now().await?;
     Ok(())
