@@ -23,7 +23,7 @@ pub struct MinuteCounts {
 }
 
 /// Rows per upsert statement: a few hundred bytes of parameters, well below the
-/// statement size `DATABASE_BATCH_MAX_BYTES` guards.
+/// statement size `DATABASE_BATCH_MAX_BYTES` allows.
 const UPSERT_CHUNK: usize = 64;
 
 impl JobStore {

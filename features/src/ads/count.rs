@@ -98,8 +98,8 @@ struct Counts {
     ad_requests: i64,
 }
 
-/// Counters per upsert statement: well below 16 KiB of parameters however long the
-/// keys (see `DATABASE_BATCH_MAX_BYTES`).
+/// Counters per upsert statement: a statement of bounded size and parameter count,
+/// however many counters a batch touches.
 const UPSERT_CHUNK: usize = 64;
 
 /// `n = n + excluded.n` for both counts of each counter in `sums`.

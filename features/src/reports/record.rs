@@ -84,8 +84,8 @@ fn add_all(aggregate: &mut Aggregate, durations: &[i64]) -> Result<(), EffectErr
     Ok(())
 }
 
-/// Rows per multi-row statement: well below 16 KiB of parameters (see
-/// `DATABASE_BATCH_MAX_BYTES`: a larger statement waits for a delayed acknowledgement).
+/// Rows per multi-row statement: a statement of bounded size and parameter count,
+/// however many reports a batch carries.
 const CHUNK: usize = 64;
 
 /// Stores `jobs`' reports, each under its job's id, and folds them into the
