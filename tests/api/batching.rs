@@ -215,16 +215,21 @@ async fn batched_statements_are_planned_from_the_primary_key_on_a_backlog() {
     let app = api_only(Stack::Production).await;
     let store = &app.backends.store;
     let [read, succeed] = engine::store::batched_statements(DbBackend::Postgres);
-    let rows = json!([{
-        "id": "x", "task_id": "x", "result": null, "elapsed_ms": 1,
-        "attempt": 1, "worker": "w", "started_at": chrono::Utc::now(),
-    }])
-    .to_string();
+    let text = |s: &str| sea_orm::Value::from(vec![s.to_owned()]);
     let statements: [(String, Vec<sea_orm::Value>); 2] = [
-        (read.to_owned(), vec![json!(["x"]).to_string().into()]),
+        (read.to_owned(), vec![text("x")]),
         (
             succeed.to_owned(),
-            vec![rows.into(), chrono::Utc::now().into()],
+            vec![
+                text("x"),
+                text("x"),
+                text("null"),
+                vec![1_i64].into(),
+                vec![1_i32].into(),
+                text("w"),
+                vec![chrono::Utc::now()].into(),
+                chrono::Utc::now().into(),
+            ],
         ),
     ];
     let run = |sql: String, values: &[sea_orm::Value]| {

@@ -1,10 +1,12 @@
 //! The hot path of a job's record: creating it (without an idempotency key), reading
 //! it when a worker starts an attempt, and recording a success with its effect. Each
 //! is group-committed (see [`crate::batch`]): callers queue their row, and one
-//! statement carries every row pending, its rows travelling as one JSON parameter so
-//! that the statement is prepared once whatever the batch size. The statements differ
-//! between Postgres (`json_to_recordset`) and SQLite (`json_each`) only in how they
-//! unpack that parameter; the code path is the same.
+//! statement carries every row pending, its parameters shaped so that the statement
+//! is prepared once whatever the batch size. On Postgres a read's and a success's
+//! rows travel as one typed array per column, bound in binary (`unnest`): the
+//! database parses no JSON but a success's result. A creation's rows, and every
+//! batch on SQLite, travel as one JSON parameter (`json_to_recordset`, `json_each`).
+//! The code path is the same on both.
 //!
 //! A job is written twice on this path, created and finished: an attempt's start is
 //! a read (none at all for a first task that carries its job's arguments, see
@@ -54,14 +56,19 @@ impl std::fmt::Debug for Writes {
     }
 }
 
-/// A request whose row is already encoded as JSON: its weight is the text's length.
+/// A success on its way into a batch, with the text its statement carries for it: on
+/// SQLite its whole row as JSON; on Postgres, whose statement takes one typed array per
+/// column, the result's JSON alone.
 pub(super) struct Encoded<T> {
-    json: String,
+    text: String,
     item: T,
 }
 
+/// About what a success's other columns (ids, counts, worker, start) add to a batch.
+const SUCCESS_COLUMNS_BYTES: usize = 128;
+
 fn weight<T>(encoded: &Encoded<T>) -> usize {
-    encoded.json.len() + 1
+    encoded.text.len() + SUCCESS_COLUMNS_BYTES
 }
 
 /// The rows of a batch as one JSON array, the statement's parameter.
@@ -125,19 +132,22 @@ impl Writes {
         success: Success<E>,
     ) -> Result<bool, StoreError> {
         let attempt = Turned::of(&success);
-        let row = SucceedRow {
-            id: &attempt.id,
-            task_id: &attempt.task_id,
-            result: &success.result,
-            elapsed_ms: super::millis(success.elapsed),
-            attempt: super::count(success.attempt.number),
-            worker: &success.attempt.worker,
-            // To the microsecond, as `Turned::of` names the attempt: Postgres keeps no
-            // more (it rounds), and the attempt is known by what the statement returns.
-            started_at: timestamp(attempt.started_at),
+        let text = match self.db.get_database_backend() {
+            DbBackend::Postgres => serde_json::to_string(&success.result)?,
+            _ => serde_json::to_string(&SucceedRow {
+                id: &attempt.id,
+                task_id: &attempt.task_id,
+                result: &success.result,
+                elapsed_ms: super::millis(success.elapsed),
+                attempt: super::count(success.attempt.number),
+                worker: &success.attempt.worker,
+                // To the microsecond, as `Turned::of` names the attempt: the attempt is
+                // known by what the statement returns.
+                started_at: timestamp(attempt.started_at),
+            })?,
         };
         let encoded = Encoded {
-            json: serde_json::to_string(&row)?,
+            text,
             item: Pending { attempt, success },
         };
         self.successes_of::<E>(kind).run(encoded).await?
@@ -216,7 +226,7 @@ struct CreateRow<'a> {
     task_id: TaskId,
 }
 
-/// One success in a batched success.
+/// One success in a batched success on SQLite.
 #[derive(Debug, Clone, Serialize)]
 struct SucceedRow<'a> {
     id: &'a str,
@@ -299,7 +309,11 @@ async fn read_rows(
     ids: Vec<JobId>,
 ) -> Result<Vec<Option<JobRecord>>, StoreError> {
     let texts: Vec<String> = ids.iter().map(JobId::to_string).collect();
-    let rows = job::Model::find_by_statement(statement(&db, &READ, vec![json_param(&texts)?]))
+    let param = match db.get_database_backend() {
+        DbBackend::Postgres => texts.clone().into(),
+        _ => json_param(&texts)?,
+    };
+    let rows = job::Model::find_by_statement(statement(&db, &READ, vec![param]))
         .all(&db)
         .await?;
     // An id may be asked for more than once in a batch (a task delivered twice).
@@ -343,12 +357,12 @@ async fn succeed_together<E: Effect>(
 ) -> Result<Vec<bool>, StoreError> {
     let attempts: Vec<&Turned> = rows.iter().map(|r| &r.item.attempt).collect();
     let first = first_of_attempts(&attempts);
-    let unique = rows
-        .iter()
-        .zip(&first)
-        .filter(|(_, f)| **f)
-        .map(|(r, _)| r.json.as_str());
-    let values = vec![json_rows(unique), Utc::now().into()];
+    let unique = rows.iter().zip(&first).filter(|(_, f)| **f).map(|(r, _)| r);
+    let finished_at = Utc::now().into();
+    let values = match db.get_database_backend() {
+        DbBackend::Postgres => success_columns(unique, finished_at),
+        _ => vec![json_rows(unique.map(|r| r.text.as_str())), finished_at],
+    };
     let turned: HashSet<Turned> = if E::NONE {
         Turned::find_by_statement(statement(db, &SUCCEED, values))
             .all(db)
@@ -384,6 +398,42 @@ async fn succeed_together<E: Effect>(
         .collect())
 }
 
+/// A batch of successes as the Postgres statement takes them: one array per column
+/// (bound in binary, so that the database parses nothing but the results' JSON), then
+/// the finish time.
+fn success_columns<'a, E: 'a>(
+    rows: impl Iterator<Item = &'a Encoded<Pending<E>>>,
+    finished_at: sea_orm::Value,
+) -> Vec<sea_orm::Value> {
+    let mut ids = Vec::new();
+    let mut task_ids = Vec::new();
+    let mut results = Vec::new();
+    let mut elapsed_ms = Vec::new();
+    let mut attempts = Vec::new();
+    let mut workers = Vec::new();
+    let mut started_at = Vec::new();
+    for row in rows {
+        let Pending { attempt, success } = &row.item;
+        ids.push(attempt.id.clone());
+        task_ids.push(attempt.task_id.clone());
+        results.push(row.text.clone());
+        elapsed_ms.push(super::millis(success.elapsed));
+        attempts.push(super::count(success.attempt.number));
+        workers.push(attempt.worker.clone());
+        started_at.push(attempt.started_at);
+    }
+    vec![
+        ids.into(),
+        task_ids.into(),
+        results.into(),
+        elapsed_ms.into(),
+        attempts.into(),
+        workers.into(),
+        started_at.into(),
+        finished_at,
+    ]
+}
+
 /// One batched statement's text on each database. `$1`/`?1` is the rows as JSON;
 /// `$2`/`?2`, where used, the batch's timestamp.
 struct Sql {
@@ -405,19 +455,6 @@ fn sql_list(allowed: fn(JobStatus) -> bool) -> String {
         .join(", ")
 }
 
-/// The rows a batched `UPDATE` may touch on Postgres: its own ids (`$1`), as an array
-/// the primary key is searched with.
-///
-/// Joining `json_to_recordset` on `id` alone leaves the plan to estimates: the
-/// function is guessed at 100 rows and a fresh table has no statistics, so Postgres
-/// (cached generic plans included) picked a bitmap scan of every row in the wanted
-/// status plus a hash join: each batch read the whole backlog. This condition gives
-/// the primary key a search of its own, and the status is checked with `IS TRUE`, a
-/// filter no index can serve: every plan starts from the primary key, whatever the
-/// statistics say.
-const ONLY_ITS_OWN_IDS: &str =
-    "j.id = ANY(ARRAY(SELECT x.id FROM json_to_recordset($1::json) AS x(id text)))";
-
 static INSERT: LazyLock<Sql> = LazyLock::new(|| {
     Sql {
     postgres: "INSERT INTO job_records \
@@ -435,35 +472,43 @@ static INSERT: LazyLock<Sql> = LazyLock::new(|| {
 }
 });
 
-/// The batched read: `$1` the ids, as a JSON array.
+/// The batched read: `$1` the ids, an array on Postgres and a JSON array on SQLite.
 static READ: LazyLock<Sql> = LazyLock::new(|| Sql {
-    postgres: format!(
-        "SELECT {COLUMNS} FROM job_records \
-         WHERE id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))"
-    ),
+    postgres: format!("SELECT {COLUMNS} FROM job_records WHERE id = ANY($1::text[])"),
     sqlite: format!(
         "SELECT {COLUMNS} FROM job_records WHERE id IN (SELECT value FROM json_each(?1))"
     ),
 });
 
-/// The batched success: `$1` the rows (id, task_id, result, elapsed_ms, and the
-/// attempt's number, worker and start), `$2` the finish time. A job the attempt does
-/// not own (finished, cancelled, superseded, or `running` under another attempt; see
-/// `owned_by` in the store) is left alone. Of two attempts of one job in a batch, both
-/// may own it while it waits: the database turns it once, for one of them, and returns
-/// the worker and start it wrote, which name the attempt that won.
+/// The batched success: the rows (id, task_id, result, elapsed_ms, and the attempt's
+/// number, worker and start), on Postgres as one array per column (`$1`…`$7`, the
+/// result as JSON text, `null` for none) and on SQLite as one JSON array (`?1`); then
+/// the finish time. A job the attempt does not own (finished, cancelled, superseded,
+/// or `running` under another attempt; see `owned_by` in the store) is left alone. Of
+/// two attempts of one job in a batch, both may own it while it waits: the database
+/// turns it once, for one of them, and returns the worker and start it wrote, which
+/// name the attempt that won.
+///
+/// On Postgres, joining the rows on `id` alone would leave the plan to estimates, and
+/// on a fresh table with no statistics Postgres picked a scan of every row in the
+/// wanted status plus a hash join: each batch read the whole backlog. `j.id = ANY($1)`
+/// gives the primary key a search of its own, and the status is checked with `IS
+/// TRUE`, a filter no index can serve: every plan starts from the primary key,
+/// whatever the statistics say.
 static SUCCEED: LazyLock<Sql> = LazyLock::new(|| {
     let succeeded = JobStatus::Succeeded.as_str();
     let running = JobStatus::Running.as_str();
     let waiting = sql_list(JobStatus::waits);
     Sql {
         postgres: format!(
-            "UPDATE job_records AS j SET status = '{succeeded}', result = v.result, error = NULL, \
-             finished_at = $2, elapsed_ms = v.elapsed_ms, attempts = v.attempt, \
+            "UPDATE job_records AS j SET status = '{succeeded}', \
+             result = CAST(NULLIF(v.result, 'null') AS json), error = NULL, \
+             finished_at = $8, elapsed_ms = v.elapsed_ms, attempts = v.attempt, \
              worker = v.worker, started_at = v.started_at, run_at = NULL \
-             FROM json_to_recordset($1::json) AS v(id text, task_id text, result json, \
-             elapsed_ms bigint, attempt integer, worker text, started_at timestamptz) \
-             WHERE {ONLY_ITS_OWN_IDS} AND j.id = v.id AND j.task_id = v.task_id \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::integer[], \
+             $6::text[], $7::timestamptz[]) \
+             AS v(id, task_id, result, elapsed_ms, attempt, worker, started_at) \
+             WHERE j.id = ANY($1) AND j.id = v.id AND j.task_id = v.task_id \
              AND (j.status IN ({waiting}) OR (j.status = '{running}' \
              AND j.worker = v.worker AND j.started_at = v.started_at)) IS TRUE \
              RETURNING j.id, j.task_id, j.worker, j.started_at"
