@@ -2,11 +2,10 @@
 //! it when a worker starts an attempt, and recording a success with its effect. Each
 //! is group-committed (see [`crate::batch`]): callers queue their row, and one
 //! statement carries every row pending, its parameters shaped so that the statement
-//! is prepared once whatever the batch size. On Postgres a read's and a success's
-//! rows travel as one typed array per column, bound in binary (`unnest`): the
-//! database parses no JSON but a success's result. A creation's rows, and every
-//! batch on SQLite, travel as one JSON parameter (`json_to_recordset`, `json_each`).
-//! The code path is the same on both.
+//! is prepared once whatever the batch size. On Postgres the rows travel as one typed
+//! array per column, bound in binary (`unnest`): the database parses no JSON but the
+//! one JSON column of a row (a creation's arguments, a success's result). On SQLite
+//! they travel as one JSON parameter (`json_each`). The code path is the same on both.
 //!
 //! A job is written twice on this path, created and finished: an attempt's start is
 //! a read (none at all for a first task that carries its job's arguments, see
@@ -42,7 +41,7 @@ type AnySuccesses = Arc<dyn Any + Send + Sync>;
 pub(super) struct Writes {
     db: DatabaseConnection,
     limits: Limits,
-    create: Arc<Batcher<String, (), StoreError>>,
+    create: Arc<Batcher<Encoded<NewRow>, (), StoreError>>,
     read: Arc<Batcher<JobId, Option<JobRecord>, StoreError>>,
     /// One success batcher per kind, made on its first success.
     successes: Mutex<HashMap<&'static str, AnySuccesses>>,
@@ -56,19 +55,19 @@ impl std::fmt::Debug for Writes {
     }
 }
 
-/// A success on its way into a batch, with the text its statement carries for it: on
-/// SQLite its whole row as JSON; on Postgres, whose statement takes one typed array per
-/// column, the result's JSON alone.
+/// A row on its way into a batch, with the text its statement carries for it: on
+/// SQLite the whole row as JSON; on Postgres, whose statements take one typed array
+/// per column, its one JSON column alone (a creation's arguments, a success's result).
 pub(super) struct Encoded<T> {
     text: String,
     item: T,
 }
 
-/// About what a success's other columns (ids, counts, worker, start) add to a batch.
-const SUCCESS_COLUMNS_BYTES: usize = 128;
+/// About what a row's other columns (ids, names, counts, times) add to a batch.
+const OTHER_COLUMNS_BYTES: usize = 128;
 
 fn weight<T>(encoded: &Encoded<T>) -> usize {
-    encoded.text.len() + SUCCESS_COLUMNS_BYTES
+    encoded.text.len() + OTHER_COLUMNS_BYTES
 }
 
 /// The rows of a batch as one JSON array, the statement's parameter.
@@ -99,7 +98,7 @@ impl Writes {
             flushers,
         };
         Writes {
-            create: batcher(db, limits, |row: &String| row.len() + 1, insert_rows),
+            create: batcher(db, limits, weight, insert_rows),
             read: batcher(db, limits, |_: &JobId| 30, read_rows),
             successes: Mutex::default(),
             db: db.clone(),
@@ -107,19 +106,36 @@ impl Writes {
         }
     }
 
+    /// Creates `record`, which has no idempotency key (a record with one is created
+    /// on its own, with its key).
     pub(super) async fn create(&self, record: &JobRecord) -> Result<(), StoreError> {
-        let row = CreateRow {
-            id: record.id,
-            kind: &record.kind,
-            queue: &record.queue,
-            args: &record.args,
-            status: record.status.as_str(),
-            max_attempts: record.max_attempts,
-            idempotency_key: record.idempotency_key.as_deref(),
-            created_at: timestamp(record.created_at),
-            task_id: record.task_id,
+        debug_assert!(
+            record.idempotency_key.is_none(),
+            "a batched record has no key"
+        );
+        let text = match self.db.get_database_backend() {
+            DbBackend::Postgres => serde_json::to_string(&record.args)?,
+            _ => serde_json::to_string(&CreateRow {
+                id: record.id,
+                kind: &record.kind,
+                queue: &record.queue,
+                args: &record.args,
+                status: record.status.as_str(),
+                max_attempts: record.max_attempts,
+                created_at: timestamp(record.created_at),
+                task_id: record.task_id,
+            })?,
         };
-        self.create.run(serde_json::to_string(&row)?).await
+        let item = NewRow {
+            id: record.id.to_string(),
+            kind: record.kind.clone(),
+            queue: record.queue.clone(),
+            status: record.status.as_str(),
+            max_attempts: super::count(record.max_attempts),
+            created_at: record.created_at,
+            task_id: record.task_id.to_string(),
+        };
+        self.create.run(Encoded { text, item }).await
     }
 
     pub(super) async fn read(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -211,8 +227,8 @@ where
     )
 }
 
-/// One record in a batched creation, borrowed from it: written as it stands, with no
-/// copy of its arguments.
+/// One record in a batched creation on SQLite, borrowed from it: written as it stands,
+/// with no copy of its arguments.
 #[derive(Debug, Serialize)]
 struct CreateRow<'a> {
     id: JobId,
@@ -221,9 +237,20 @@ struct CreateRow<'a> {
     args: &'a Value,
     status: &'a str,
     max_attempts: u32,
-    idempotency_key: Option<&'a str>,
     created_at: String,
     task_id: TaskId,
+}
+
+/// One record in a batched creation, its columns as Postgres takes them (its arguments
+/// are the text of its [`Encoded`]).
+struct NewRow {
+    id: String,
+    kind: String,
+    queue: String,
+    status: &'static str,
+    max_attempts: i32,
+    created_at: DateTime<Utc>,
+    task_id: String,
 }
 
 /// One success in a batched success on SQLite.
@@ -279,10 +306,16 @@ fn json_param(rows: &impl Serialize) -> Result<sea_orm::Value, StoreError> {
     Ok(serde_json::to_string(rows)?.into())
 }
 
-/// Inserts `queued` records, encoded as JSON rows, in one statement.
-async fn insert_rows(db: DatabaseConnection, rows: Vec<String>) -> Result<Vec<()>, StoreError> {
-    let param = json_rows(rows.iter().map(String::as_str));
-    let inserted = db.execute_raw(statement(&db, &INSERT, vec![param])).await?;
+/// Inserts `queued` records in one statement.
+async fn insert_rows(
+    db: DatabaseConnection,
+    rows: Vec<Encoded<NewRow>>,
+) -> Result<Vec<()>, StoreError> {
+    let values = match db.get_database_backend() {
+        DbBackend::Postgres => new_columns(&rows),
+        _ => vec![json_rows(rows.iter().map(|r| r.text.as_str()))],
+    };
+    let inserted = db.execute_raw(statement(&db, &INSERT, values)).await?;
     if inserted.rows_affected() as usize != rows.len() {
         return Err(StoreError::Miscounted {
             asked: rows.len(),
@@ -398,6 +431,39 @@ async fn succeed_together<E: Effect>(
         .collect())
 }
 
+/// A batch of records to create as the Postgres statement takes them: one array per
+/// column, bound in binary.
+fn new_columns(rows: &[Encoded<NewRow>]) -> Vec<sea_orm::Value> {
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut kinds = Vec::with_capacity(rows.len());
+    let mut queues = Vec::with_capacity(rows.len());
+    let mut args = Vec::with_capacity(rows.len());
+    let mut statuses = Vec::with_capacity(rows.len());
+    let mut max_attempts = Vec::with_capacity(rows.len());
+    let mut created_at = Vec::with_capacity(rows.len());
+    let mut task_ids = Vec::with_capacity(rows.len());
+    for Encoded { text, item } in rows {
+        ids.push(item.id.clone());
+        kinds.push(item.kind.clone());
+        queues.push(item.queue.clone());
+        args.push(text.clone());
+        statuses.push(item.status.to_owned());
+        max_attempts.push(item.max_attempts);
+        created_at.push(item.created_at);
+        task_ids.push(item.task_id.clone());
+    }
+    vec![
+        ids.into(),
+        kinds.into(),
+        queues.into(),
+        args.into(),
+        statuses.into(),
+        max_attempts.into(),
+        created_at.into(),
+        task_ids.into(),
+    ]
+}
+
 /// A batch of successes as the Postgres statement takes them: one array per column
 /// (bound in binary, so that the database parses nothing but the results' JSON), then
 /// the finish time.
@@ -455,21 +521,22 @@ fn sql_list(allowed: fn(JobStatus) -> bool) -> String {
         .join(", ")
 }
 
-static INSERT: LazyLock<Sql> = LazyLock::new(|| {
-    Sql {
+/// The batched creation of records without an idempotency key: on Postgres one array
+/// per column (`$1`…`$8`, the arguments as JSON text), on SQLite one JSON array (`?1`).
+static INSERT: LazyLock<Sql> = LazyLock::new(|| Sql {
     postgres: "INSERT INTO job_records \
-        (id, kind, queue, args, status, attempts, max_attempts, idempotency_key, created_at, task_id) \
-        SELECT id, kind, queue, args, status, 0, max_attempts, idempotency_key, created_at, task_id \
-        FROM json_to_recordset($1::json) AS v(id text, kind text, queue text, args json, \
-        status text, max_attempts integer, idempotency_key text, created_at timestamptz, task_id text)"
+        (id, kind, queue, args, status, attempts, max_attempts, created_at, task_id) \
+        SELECT id, kind, queue, CAST(args AS json), status, 0, max_attempts, created_at, task_id \
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::integer[], \
+        $7::timestamptz[], $8::text[]) \
+        AS v(id, kind, queue, args, status, max_attempts, created_at, task_id)"
         .to_owned(),
     sqlite: "INSERT INTO job_records \
-        (id, kind, queue, args, status, attempts, max_attempts, idempotency_key, created_at, task_id) \
+        (id, kind, queue, args, status, attempts, max_attempts, created_at, task_id) \
         SELECT value ->> '$.id', value ->> '$.kind', value ->> '$.queue', value -> '$.args', \
-        value ->> '$.status', 0, value ->> '$.max_attempts', value ->> '$.idempotency_key', \
+        value ->> '$.status', 0, value ->> '$.max_attempts', \
         value ->> '$.created_at', value ->> '$.task_id' FROM json_each(?1)"
         .to_owned(),
-}
 });
 
 /// The batched read: `$1` the ids, an array on Postgres and a JSON array on SQLite.
