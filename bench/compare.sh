@@ -5,10 +5,12 @@
 #   bench/compare.sh [N] [R]            # defaults: N=100000, R=3
 #
 # Per repetition, in this order: Conveyor's queue path (Redis only, like the peers),
-# Conveyor's pipeline (records group-committed on Postgres), the same pipeline with
-# every record written on its own (--unbatched), BullMQ 5, Celery 5. Then Conveyor's
-# push-to-handler-start latency at light load, and the pipeline drained by one and
-# by two worker processes. Every raw JSON line goes to
+# Conveyor's pipeline (records group-committed on Postgres), BullMQ 5, Celery 5. Then
+# Conveyor's push-to-handler-start latency at light load, and the pipeline drained by
+# one and by two worker processes. Last, R times, the same pipeline with every record
+# written on its own (--unbatched): its single-row commits leave Postgres busy for a
+# while after it ends, which on a small machine slowed whatever ran next (BullMQ ran
+# at half its speed). Every raw JSON line goes to
 # target/compare/<timestamp>.jsonl; the table goes to stdout.
 # Needs Redis on 127.0.0.1:6379, Postgres on 127.0.0.1:5432, node + npm, python3.
 set -euo pipefail
@@ -35,7 +37,6 @@ for rep in $(seq 1 "$reps"); do
   # Postgres commits, so it needs many jobs in flight to fill its batches: 512.
   bench --n "$n" --workers "$workers" --mode queue | tee -a "$out" >&2
   bench --n "$n" --workers "$workers" --mode pipeline $pipeline_flags | tee -a "$out" >&2
-  bench --n "$n" --workers "$workers" --mode pipeline --unbatched $pipeline_flags | tee -a "$out" >&2
   bench/peers/run.sh bullmq "$n" | tee -a "$out" >&2
   bench/peers/run.sh celery "$n" | tee -a "$out" >&2
 done
@@ -46,6 +47,10 @@ for p in 1 2; do
   bench --n "$n" --mode pipeline --workers 1 --processes "$p" $pipeline_flags |
     python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r['mode']='processes-$p'; print(json.dumps(r))" |
     tee -a "$out" >&2
+done
+for rep in $(seq 1 "$reps"); do
+  echo "unbatched pipeline, repetition $rep of $reps (N=$n)" >&2
+  bench --n "$n" --workers "$workers" --mode pipeline --unbatched $pipeline_flags | tee -a "$out" >&2
 done
 
 python3 - "$out" "$n" "$reps" <<'EOF'
