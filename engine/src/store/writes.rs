@@ -311,18 +311,19 @@ async fn insert_rows(
     db: DatabaseConnection,
     rows: Vec<Encoded<NewRow>>,
 ) -> Result<Vec<()>, StoreError> {
+    let asked = rows.len();
     let values = match db.get_database_backend() {
-        DbBackend::Postgres => new_columns(&rows),
+        DbBackend::Postgres => new_columns(rows),
         _ => vec![json_rows(rows.iter().map(|r| r.text.as_str()))],
     };
     let inserted = db.execute_raw(statement(&db, &INSERT, values)).await?;
-    if inserted.rows_affected() as usize != rows.len() {
+    if inserted.rows_affected() as usize != asked {
         return Err(StoreError::Miscounted {
-            asked: rows.len(),
+            asked,
             answered: inserted.rows_affected() as usize,
         });
     }
-    Ok(vec![(); rows.len()])
+    Ok(vec![(); asked])
 }
 
 /// Whether each attempt is the first of its batch to be named so. Two rows of one
@@ -432,8 +433,8 @@ async fn succeed_together<E: Effect>(
 }
 
 /// A batch of records to create as the Postgres statement takes them: one array per
-/// column, bound in binary.
-fn new_columns(rows: &[Encoded<NewRow>]) -> Vec<sea_orm::Value> {
+/// column, bound in binary, the rows moved into them.
+fn new_columns(rows: Vec<Encoded<NewRow>>) -> Vec<sea_orm::Value> {
     let mut ids = Vec::with_capacity(rows.len());
     let mut kinds = Vec::with_capacity(rows.len());
     let mut queues = Vec::with_capacity(rows.len());
@@ -443,14 +444,14 @@ fn new_columns(rows: &[Encoded<NewRow>]) -> Vec<sea_orm::Value> {
     let mut created_at = Vec::with_capacity(rows.len());
     let mut task_ids = Vec::with_capacity(rows.len());
     for Encoded { text, item } in rows {
-        ids.push(item.id.clone());
-        kinds.push(item.kind.clone());
-        queues.push(item.queue.clone());
-        args.push(text.clone());
+        ids.push(item.id);
+        kinds.push(item.kind);
+        queues.push(item.queue);
+        args.push(text);
         statuses.push(item.status.to_owned());
         max_attempts.push(item.max_attempts);
         created_at.push(item.created_at);
-        task_ids.push(item.task_id.clone());
+        task_ids.push(item.task_id);
     }
     vec![
         ids.into(),
@@ -500,8 +501,8 @@ fn success_columns<'a, E: 'a>(
     ]
 }
 
-/// One batched statement's text on each database. `$1`/`?1` is the rows as JSON;
-/// `$2`/`?2`, where used, the batch's timestamp.
+/// One batched statement's text on each database (each statement's doc gives its
+/// parameters).
 struct Sql {
     postgres: String,
     sqlite: String,
